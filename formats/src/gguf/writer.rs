@@ -1,0 +1,1 @@
+//! Writing GGUF files: synthetic models for tests, benchmarks and tools.

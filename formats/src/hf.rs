@@ -1,0 +1,2 @@
+//! Hugging Face model folders: `config.json`, safetensors weights (single or
+//! sharded with an index), tokenizer files.
