@@ -11,16 +11,20 @@
 
 mod chat;
 mod config;
+mod detokenizer;
 mod error;
 pub mod gguf;
 mod hf;
 mod model_files;
 mod store;
 mod tokenizer;
+mod validate;
 
 pub use chat::{ChatMessage, ChatTemplate};
+pub use detokenizer::Detokenizer;
 pub use config::{Architecture, ModelConfig, RopeScaling, RopeStyle};
 pub use error::FormatError;
 pub use model_files::ModelFiles;
 pub use store::{TensorInfo, TensorStore};
 pub use tokenizer::Tokenizer;
+pub use validate::{required_tensors, validate_tensors};

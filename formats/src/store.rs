@@ -1,7 +1,12 @@
 //! Where a model's tensors are: memory-mapped files and, per canonical tensor
 //! name, its type, shape and byte range.
+//!
+//! Invariant: every [`TensorInfo::range`] lies inside its mapped file, so
+//! [`TensorStore::bytes`] never reads out of bounds. Loaders check this before
+//! they build a store.
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,7 +31,7 @@ pub struct TensorInfo {
 }
 
 /// The mapped files of a model and the tensors in them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TensorStore {
     files: Vec<(PathBuf, Arc<Mmap>)>,
     tensors: BTreeMap<String, TensorInfo>,
@@ -36,12 +41,58 @@ pub struct TensorStore {
 
 impl TensorStore {
     /// Builds a store; every tensor's range must already be checked against its file.
+    ///
+    /// Ranges are still checked here (a cheap loop) so that a loader bug
+    /// surfaces as an error rather than an out-of-bounds read later.
     pub(crate) fn new(
         files: Vec<(PathBuf, Arc<Mmap>)>,
         tensors: BTreeMap<String, TensorInfo>,
         architecture: String,
-    ) -> Self {
-        Self { files, tensors, architecture }
+    ) -> Result<Self, FormatError> {
+        for info in tensors.values() {
+            let Some((path, mmap)) = files.get(info.file) else {
+                return Err(FormatError::Malformed {
+                    path: files.first().map(|f| f.0.clone()).unwrap_or_default(),
+                    format: "model",
+                    reason: format!(
+                        "tensor `{}` refers to file #{}, which was not opened",
+                        info.name, info.file
+                    ),
+                });
+            };
+            if info.range.start > info.range.end || info.range.end > mmap.len() {
+                return Err(FormatError::Malformed {
+                    path: path.clone(),
+                    format: "model",
+                    reason: format!(
+                        "tensor `{}` spans bytes {:?}, outside the file's {} bytes",
+                        info.name,
+                        info.range,
+                        mmap.len()
+                    ),
+                });
+            }
+        }
+        Ok(Self {
+            files,
+            tensors,
+            architecture,
+        })
+    }
+
+    /// The architecture name given at construction (`llama`, `qwen2`, …).
+    pub fn architecture(&self) -> &str {
+        &self.architecture
+    }
+
+    /// How many tensors the store holds.
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    /// Whether the store holds no tensors.
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
     }
 
     /// The tensor called `name`, if present.
@@ -56,11 +107,14 @@ impl TensorStore {
 
     /// The tensor called `name`, which must have `shape`.
     pub fn expect(&self, name: &str, shape: &[usize]) -> Result<&TensorInfo, FormatError> {
-        let info = self.tensors.get(name).ok_or_else(|| FormatError::MissingTensor {
-            path: self.files.first().map(|f| f.0.clone()).unwrap_or_default(),
-            tensor: name.to_string(),
-            arch: self.architecture.clone(),
-        })?;
+        let info = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| FormatError::MissingTensor {
+                path: self.files.first().map(|f| f.0.clone()).unwrap_or_default(),
+                tensor: name.to_string(),
+                arch: self.architecture.clone(),
+            })?;
         if info.shape != shape {
             return Err(FormatError::ShapeMismatch {
                 path: self.path(info).to_path_buf(),
@@ -87,4 +141,20 @@ impl TensorStore {
     pub fn mapping(&self, info: &TensorInfo) -> Arc<Mmap> {
         Arc::clone(&self.files[info.file].1)
     }
+}
+
+/// Maps `path` read-only.
+pub(crate) fn map_file(path: &Path) -> Result<Arc<Mmap>, FormatError> {
+    let io = |source| FormatError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    // SAFETY: the mapping is read-only and Tessera never writes model files
+    // while they are open. Another process truncating or rewriting the file
+    // under the mapping would be undefined behaviour; operators must not
+    // replace a model's files in place while a server uses them (write a new
+    // file and rename it instead, which leaves this mapping intact).
+    let mmap = unsafe { Mmap::map(&file) }.map_err(io)?;
+    Ok(Arc::new(mmap))
 }

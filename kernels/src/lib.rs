@@ -13,6 +13,7 @@
 //! - weight bytes may be unaligned (they can come straight from a memory map),
 //!   so kernels read them byte-wise.
 
+mod blocks;
 pub mod cpu;
 mod dtype;
 mod error;

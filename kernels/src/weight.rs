@@ -23,7 +23,8 @@ impl<'a> WeightView<'a> {
             block: dtype.block_size(),
             cols,
         })?;
-        let expected = row_bytes * rows;
+        // Saturating: a shape too large to address can never match `data`.
+        let expected = row_bytes.saturating_mul(rows);
         if data.len() != expected {
             return Err(KernelError::ByteLength { dtype, rows, cols, expected, actual: data.len() });
         }

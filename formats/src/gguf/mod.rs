@@ -4,6 +4,12 @@
 //! metadata count u64, the metadata key/values, the tensor infos (name,
 //! dims, ggml type, offset), padding to `general.alignment` (default 32), then
 //! the tensor data, each tensor at its offset from the data section's start.
+//!
+//! [`open`] checks everything before it returns: every read is bounds-checked,
+//! counts and lengths are checked against the bytes left before anything is
+//! allocated, and every tensor's type, size, alignment and byte range are
+//! validated, so a [`GgufFile`]'s tensors can be sliced without further checks.
+//! [`writer::GgufWriter`] writes files that [`open`] reads back.
 
 mod reader;
 pub mod writer;
@@ -13,8 +19,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use memmap2::Mmap;
+use tessera_kernels::DType;
+
+use crate::{FormatError, TensorInfo, TensorStore};
 
 pub use reader::open;
+pub use writer::GgufWriter;
+
+/// The metadata key that sets the data alignment.
+pub const ALIGNMENT_KEY: &str = "general.alignment";
+
+/// Data alignment when the file does not set `general.alignment`.
+pub const DEFAULT_ALIGNMENT: u64 = 32;
 
 /// A metadata value.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +98,52 @@ impl Value {
             _ => None,
         }
     }
+
+    /// The GGUF name of the value's type, for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::U8(_) => "u8",
+            Value::I8(_) => "i8",
+            Value::U16(_) => "u16",
+            Value::I16(_) => "i16",
+            Value::U32(_) => "u32",
+            Value::I32(_) => "i32",
+            Value::U64(_) => "u64",
+            Value::I64(_) => "i64",
+            Value::F32(_) => "f32",
+            Value::F64(_) => "f64",
+            Value::Bool(_) => "bool",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+        }
+    }
+}
+
+macro_rules! value_from {
+    ($($t:ty => $variant:ident),* $(,)?) => {
+        $(impl From<$t> for Value {
+            fn from(v: $t) -> Self {
+                Value::$variant(v)
+            }
+        })*
+    };
+}
+
+value_from!(
+    u8 => U8, i8 => I8, u16 => U16, i16 => I16, u32 => U32, i32 => I32,
+    u64 => U64, i64 => I64, f32 => F32, f64 => F64, bool => Bool, String => String,
+);
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::String(v.to_string())
+    }
+}
+
+impl<T: Into<Value>> From<Vec<T>> for Value {
+    fn from(v: Vec<T>) -> Self {
+        Value::Array(v.into_iter().map(Into::into).collect())
+    }
 }
 
 /// A tensor as the file describes it.
@@ -90,8 +152,13 @@ pub struct GgufTensor {
     pub name: String,
     /// ggml order: `dims[0]` is the innermost (contiguous) dimension.
     pub dims: Vec<u64>,
-    /// The raw ggml type id (validated later, so unknown types can be named in errors).
+    /// The raw ggml type id, as stored.
     pub ggml_type: u32,
+    /// The type `ggml_type` names; [`open`] rejects ids Tessera cannot use.
+    pub dtype: DType,
+    /// Canonical shape, outermost first: `dims` reversed, so a matrix is
+    /// `[rows, cols]` = `[dims[1], dims[0]]`.
+    pub shape: Vec<usize>,
     /// Absolute byte range in the file, checked to lie inside it.
     pub range: std::ops::Range<usize>,
 }
@@ -104,4 +171,43 @@ pub struct GgufFile {
     pub metadata: BTreeMap<String, Value>,
     pub tensors: Vec<GgufTensor>,
     pub mmap: Arc<Mmap>,
+}
+
+impl GgufFile {
+    /// The metadata value under `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.metadata.get(key)
+    }
+
+    /// The tensor called `name`.
+    pub fn tensor(&self, name: &str) -> Option<&GgufTensor> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// A tensor's encoded bytes; `None` only for a tensor that did not come
+    /// from this file and lies outside it.
+    pub fn tensor_bytes(&self, tensor: &GgufTensor) -> Option<&[u8]> {
+        self.mmap.get(tensor.range.clone())
+    }
+
+    /// The tensors as a [`TensorStore`] under their GGUF names, sharing this
+    /// file's mapping.
+    pub fn tensor_store(&self, architecture: &str) -> Result<TensorStore, FormatError> {
+        let tensors = self
+            .tensors
+            .iter()
+            .map(|t| {
+                let info = TensorInfo {
+                    name: t.name.clone(),
+                    dtype: t.dtype,
+                    shape: t.shape.clone(),
+                    file: 0,
+                    range: t.range.clone(),
+                };
+                (t.name.clone(), info)
+            })
+            .collect();
+        let files = vec![(self.path.clone(), Arc::clone(&self.mmap))];
+        TensorStore::new(files, tensors, architecture.to_string())
+    }
 }

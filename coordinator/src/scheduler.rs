@@ -1,0 +1,216 @@
+//! Continuous batching: one task owns the queue, the running batch, the KV
+//! block allocator and the shard group, and drives the group step by step.
+//!
+//! Each iteration: take new requests, drop those whose client went away,
+//! admit waiting requests while the token budget and free KV blocks allow
+//! (one prefill step for all of them), then run one decode step for the whole
+//! running batch. Requests join and leave between steps. A request reserves
+//! KV blocks for its prompt plus `max_new_tokens` at admission, so a running
+//! request never waits for memory and nothing needs preempting.
+//!
+//! Every other task talks to the scheduler through [`SchedulerHandle`].
+
+mod batch;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tessera_formats::Tokenizer;
+use tessera_proto::v1 as api;
+use tokio::sync::mpsc;
+
+use crate::error::ServeError;
+use crate::request::GenRequest;
+use crate::shards::ShardGroup;
+use batch::Running;
+use tessera_shard::kv_cache::BlockAllocator;
+
+/// What the scheduler tells a request's caller.
+#[derive(Debug)]
+pub enum Event {
+    /// New tokens and the text that became final with them.
+    Chunk { token_ids: Vec<u32>, text: String, logprobs: Vec<api::TokenLogprob> },
+    /// The request finished.
+    Done { finish_reason: api::FinishReason, usage: api::Usage },
+    /// The request failed.
+    Failed(ServeError),
+}
+
+/// Batching limits.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// Most requests waiting for admission.
+    pub max_queue: usize,
+    /// Most sequences in the running batch.
+    pub max_batch_size: usize,
+    /// Most prompt tokens prefilled in one step.
+    pub max_prefill_tokens: usize,
+}
+
+struct Submission {
+    req: GenRequest,
+    events: mpsc::Sender<Event>,
+}
+
+/// The way into the scheduler; cheap to clone.
+#[derive(Clone)]
+pub struct SchedulerHandle {
+    tx: mpsc::Sender<Submission>,
+    queued: Arc<AtomicUsize>,
+    max_queue: usize,
+}
+
+impl SchedulerHandle {
+    /// Queues a request; its events arrive on the returned channel, which
+    /// holds every event the request can produce, so the scheduler never
+    /// waits on a slow reader. Dropping the receiver cancels the request.
+    pub fn submit(&self, req: GenRequest) -> Result<mpsc::Receiver<Event>, ServeError> {
+        if self.queued.fetch_add(1, Ordering::SeqCst) >= self.max_queue {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(ServeError::QueueFull { capacity: self.max_queue });
+        }
+        let (events, rx) = mpsc::channel(req.max_new_tokens + 2);
+        self.tx.try_send(Submission { req, events }).map_err(|_| {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            ServeError::ShuttingDown
+        })?;
+        Ok(rx)
+    }
+}
+
+/// The scheduler task's state.
+pub struct Scheduler {
+    group: ShardGroup,
+    blocks: BlockAllocator,
+    tokenizer: Arc<Tokenizer>,
+    limits: BatchLimits,
+    rx: mpsc::Receiver<Submission>,
+    queued: Arc<AtomicUsize>,
+    waiting: VecDeque<Submission>,
+    running: Vec<Running>,
+    next_id: u64,
+    step: u64,
+    /// Set once the group failed; every later request gets it.
+    failed: Option<ServeError>,
+}
+
+impl Scheduler {
+    /// A scheduler over `group`, whose ranks each hold `num_blocks` KV blocks.
+    pub fn new(group: ShardGroup, blocks: BlockAllocator, tokenizer: Arc<Tokenizer>, limits: BatchLimits) -> (Self, SchedulerHandle) {
+        // Submissions pass through quickly; the queue bound is `queued`.
+        let (tx, rx) = mpsc::channel(limits.max_queue.max(1));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let handle = SchedulerHandle { tx, queued: Arc::clone(&queued), max_queue: limits.max_queue };
+        let s = Self {
+            group,
+            blocks,
+            tokenizer,
+            limits,
+            rx,
+            queued,
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            next_id: 1,
+            step: 0,
+            failed: None,
+        };
+        (s, handle)
+    }
+
+    /// Runs until every handle is dropped and the work is done, then shuts the group down.
+    pub async fn run(mut self) {
+        loop {
+            if self.running.is_empty() && self.waiting.is_empty() {
+                match self.rx.recv().await {
+                    Some(s) => self.enqueue(s),
+                    None => break,
+                }
+            }
+            while let Ok(s) = self.rx.try_recv() {
+                self.enqueue(s);
+            }
+            self.drop_cancelled().await;
+            let admitted = self.admit();
+            if !admitted.is_empty() {
+                self.prefill(admitted).await;
+            }
+            if !self.running.is_empty() {
+                self.decode().await;
+            }
+        }
+        tracing::info!("scheduler stopped; shutting shards down");
+        self.group.shutdown().await;
+    }
+
+    /// Accepts a submission into the waiting queue, or refuses it at once.
+    fn enqueue(&mut self, s: Submission) {
+        if let Some(err) = &self.failed {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            let _ = s.events.try_send(Event::Failed(err.clone()));
+            return;
+        }
+        let needed = self.blocks.blocks_for(s.req.prompt.len() + s.req.max_new_tokens);
+        if needed > self.blocks.total_blocks() {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            let err = ServeError::PromptTooLong {
+                prompt: s.req.prompt.len(),
+                context: self.blocks.total_blocks() * self.blocks.blocks_for(1).max(1),
+                hint: "the request needs more KV cache than the server has; lower max_new_tokens or raise --kv-cache-mib",
+            };
+            let _ = s.events.try_send(Event::Failed(err));
+            return;
+        }
+        self.waiting.push_back(s);
+    }
+
+    /// Frees the requests whose clients went away.
+    async fn drop_cancelled(&mut self) {
+        let before = self.waiting.len();
+        self.waiting.retain(|s| !s.events.is_closed());
+        self.queued.fetch_sub(before - self.waiting.len(), Ordering::SeqCst);
+
+        let mut gone = Vec::new();
+        let mut i = 0;
+        while i < self.running.len() {
+            if self.running[i].events.is_closed() {
+                let mut r = self.running.swap_remove(i);
+                self.blocks.release(&mut r.table);
+                tracing::debug!(id = r.id, generated = r.generated, "request cancelled by client");
+                gone.push(r.id);
+            } else {
+                i += 1;
+            }
+        }
+        if !gone.is_empty() {
+            self.group.release(gone).await;
+        }
+    }
+
+    /// Moves waiting requests into the batch, in order, while they fit.
+    fn admit(&mut self) -> Vec<usize> {
+        let mut admitted = Vec::new();
+        let mut prefill_tokens = 0;
+        while let Some(front) = self.waiting.front() {
+            let prompt = front.req.prompt.len();
+            let full = self.running.len() >= self.limits.max_batch_size;
+            let over_budget = !admitted.is_empty() && prefill_tokens + prompt > self.limits.max_prefill_tokens;
+            if full || over_budget {
+                break;
+            }
+            let mut table = Vec::new();
+            // The last sampled token is never fed back, so it needs no slot.
+            if !self.blocks.grow(&mut table, prompt + front.req.max_new_tokens - 1) {
+                break;
+            }
+            let Some(s) = self.waiting.pop_front() else { break };
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            prefill_tokens += prompt;
+            let id = self.next_id;
+            self.next_id += 1;
+            admitted.push(self.running.len());
+            self.running.push(Running::new(id, s.req, s.events, table, &self.tokenizer));
+        }
+        admitted
+    }
+}
