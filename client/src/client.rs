@@ -108,23 +108,40 @@ fn endpoint(addr: &str) -> Result<Endpoint, ClientError> {
         addr: addr.to_owned(),
         reason,
     };
-    let uri = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
+    // Checked on the text: tonic reads `unix:` addresses as socket paths.
+    let uri = match addr.split_once("://") {
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("http") => addr.to_owned(),
+        Some(_) => return Err(invalid("only http:// addresses are supported".to_owned())),
+        None if addr.starts_with("unix:") => {
+            return Err(invalid("only http:// addresses are supported".to_owned()))
+        }
+        None => format!("http://{addr}"),
     };
 
     let endpoint = Endpoint::from_shared(uri).map_err(|err| {
         let detail = std::error::Error::source(&err).map(ToString::to_string);
         invalid(detail.unwrap_or_else(|| "not a valid URI".to_owned()))
     })?;
-    if endpoint.uri().scheme_str() != Some("http") {
-        return Err(invalid("only http:// addresses are supported".to_owned()));
-    }
-    if endpoint.uri().host().is_none_or(str::is_empty) {
+    let uri = endpoint.uri();
+    if uri.host().is_none_or(str::is_empty) {
         return Err(invalid("no host".to_owned()));
     }
+    if has_bad_port(&endpoint) {
+        return Err(invalid("the port is not a number from 0 to 65535".to_owned()));
+    }
     Ok(endpoint)
+}
+
+/// Whether the address names a port that is not a `u16` (the URI parser
+/// accepts any text there and then reports no port at all).
+fn has_bad_port(endpoint: &Endpoint) -> bool {
+    let uri = endpoint.uri();
+    let Some(authority) = uri.authority() else {
+        return false;
+    };
+    let host_port = authority.as_str().rsplit('@').next().unwrap_or_default();
+    let after_ipv6 = host_port.rsplit(']').next().unwrap_or_default();
+    after_ipv6.contains(':') && uri.port_u16().is_none()
 }
 
 /// The `authorization` metadata value for `key`, marked sensitive so that
@@ -310,6 +327,7 @@ mod tests {
         let without = endpoint("127.0.0.1:50051")?;
         assert_eq!(with.uri(), without.uri());
         assert_eq!(endpoint("localhost:7000")?.uri().port_u16(), Some(7000));
+        assert_eq!(endpoint("[::1]:7000")?.uri().port_u16(), Some(7000));
         Ok(())
     }
 
@@ -317,7 +335,10 @@ mod tests {
     fn bad_addresses_are_rejected() {
         assert!(reason("https://127.0.0.1:1").is_some_and(|r| r.contains("http://")));
         assert!(reason("unix:///tmp/socket").is_some());
+        assert!(reason("unix:/tmp/socket").is_some());
+        assert!(endpoint("HTTP://127.0.0.1:1").is_ok());
         assert!(reason("127.0.0.1:port").is_some());
+        assert!(reason("127.0.0.1:70000").is_some());
         assert!(reason("").is_some());
         assert!(reason("bad host:1").is_some());
     }

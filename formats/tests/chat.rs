@@ -276,7 +276,8 @@ fn hf_template_from_tokenizer_config() -> Result<()> {
         &json!({
             "bos_token": {"content": "<s>", "lstrip": false},
             "eos_token": "</s>",
-            "chat_template": "{{ bos_token }}{% for m in messages %}{{ m.content }}{{ eos_token }}{% endfor %}",
+            "chat_template":
+                "{{ bos_token }}{% for m in messages %}{{ m.content }}{{ eos_token }}{% endfor %}",
         }),
     )?;
     let template = ChatTemplate::from_hf_dir(dir.path())?.context("the config has a template")?;
@@ -290,7 +291,10 @@ fn hf_template_from_tokenizer_config() -> Result<()> {
 #[test]
 fn hf_named_templates_use_default() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let named = json!([{"name": "tool_use", "template": "tools"}, {"name": "default", "template": "plain"}]);
+    let named = json!([
+        {"name": "tool_use", "template": "tools"},
+        {"name": "default", "template": "plain"},
+    ]);
     write_config(dir.path(), &json!({"chat_template": named}))?;
     let template = ChatTemplate::from_hf_dir(dir.path())?.context("a default template")?;
     assert_eq!(template.render(&[], false)?, "plain");

@@ -97,3 +97,16 @@ fn truncated_real_file_names_tensor_and_sizes() -> anyhow::Result<()> {
     assert_mentions(&err, &["cut.gguf", "tensor `blk.", "bytes at offset", "are available", "truncated"])?;
     Ok(())
 }
+
+#[test]
+fn smollm2_opens_whole() -> anyhow::Result<()> {
+    let Some(path) = real_model() else { return Ok(()) };
+    let files = ModelFiles::open(&path)?;
+    assert_eq!(files.source, path);
+    assert_eq!(files.config.num_layers, 30);
+    assert_eq!(files.tensors.len(), 272);
+    assert_eq!(files.tensors.architecture(), "llama");
+    assert!(files.chat_template.is_some(), "SmolLM2 ships a chat template");
+    assert!(!files.tokenizer.eos_ids().is_empty());
+    Ok(())
+}

@@ -339,23 +339,31 @@ fn write_hf_folder(file: &GgufFile, dir: &Path, post_processor: Json) -> Result<
         .collect();
     let tokenizer = json!({
         "version": "1.0",
-        "truncation": {"direction": "Right", "max_length": 2, "strategy": "LongestFirst", "stride": 0},
+        "truncation": {
+            "direction": "Right", "max_length": 2, "strategy": "LongestFirst", "stride": 0,
+        },
         "padding": null,
         "added_tokens": added,
         "normalizer": null,
         "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
             {"type": "Digits", "individual_digits": true},
-            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}]},
+            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true,
+             "use_regex": true}]},
         "post_processor": post_processor,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
-                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true,
+                    "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null,
+                  "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                  "fuse_unk": false, "byte_fallback": false,
                   "ignore_merges": false, "vocab": vocab, "merges": merges},
     });
     std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string())?;
 
-    let config = json!({"bos_token": "<|im_start|>", "eos_token": {"content": "<|im_end|>", "special": true},
-                        "unk_token": "<|endoftext|>"});
+    let config = json!({
+        "bos_token": "<|im_start|>",
+        "eos_token": {"content": "<|im_end|>", "special": true},
+        "unk_token": "<|endoftext|>",
+    });
     std::fs::write(dir.join("tokenizer_config.json"), config.to_string())?;
     std::fs::write(
         dir.join("config.json"),
@@ -374,7 +382,9 @@ fn hf_folder_tokenizes_like_the_gguf() -> Result<()> {
         return Ok(());
     };
     let dir = tempfile::tempdir()?;
-    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true});
+    let byte_level = json!({
+        "type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true,
+    });
     write_hf_folder(&file, dir.path(), byte_level)?;
     let hf_tok = Tokenizer::from_hf_dir(dir.path())?;
 
@@ -402,9 +412,14 @@ fn hf_bos_rule_follows_a_bos_first_post_processor() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let template = json!({
         "type": "TemplateProcessing",
-        "single": [{"SpecialToken": {"id": "<|im_start|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "single": [
+            {"SpecialToken": {"id": "<|im_start|>", "type_id": 0}},
+            {"Sequence": {"id": "A", "type_id": 0}},
+        ],
         "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
-        "special_tokens": {"<|im_start|>": {"id": "<|im_start|>", "ids": [1], "tokens": ["<|im_start|>"]}},
+        "special_tokens": {
+            "<|im_start|>": {"id": "<|im_start|>", "ids": [1], "tokens": ["<|im_start|>"]},
+        },
     });
     write_hf_folder(&file, dir.path(), template)?;
     let tok = Tokenizer::from_hf_dir(dir.path())?;

@@ -112,8 +112,9 @@ fn first_logits(files: &ModelFiles, store: &Arc<TensorStore>, prompt: &[u32], tp
             let (config, store, prompt) = (files.config.clone(), Arc::clone(store), prompt.to_vec());
             std::thread::spawn(move || -> Result<Vec<f32>> {
                 let model = Model::load(&config, &store, comm.rank(), comm.world_size())?;
-                let mut kv = model.new_kv_cache(1, 16);
-                let seqs = [SeqStep { tokens: &prompt, start_pos: 0, blocks: &[0] }];
+                let blocks: Vec<u32> = (0..prompt.len().div_ceil(16) as u32).collect();
+                let mut kv = model.new_kv_cache(blocks.len(), 16);
+                let seqs = [SeqStep { tokens: &prompt, start_pos: 0, blocks: &blocks }];
                 Ok(model.forward(&Batch { seqs: &seqs }, &mut kv, &mut comm)?)
             })
         })

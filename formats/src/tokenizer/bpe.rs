@@ -20,10 +20,16 @@ use crate::FormatError;
 /// Llama 3's word split: contractions in any case, letters with at most one
 /// leading non-letter, numbers in runs of up to three digits, punctuation with
 /// trailing newlines, and whitespace runs.
-const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const LLAMA3_SPLIT: &str = concat!(
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}",
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+);
 
 /// Qwen2's word split: Llama 3's, except that every digit stands alone.
-const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_SPLIT: &str = concat!(
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}",
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+);
 
 /// The `tokenizer.ggml.pre` values understood, for error messages.
 const SUPPORTED_PRE: &str = "default, gpt-2, smollm, starcoder, refact, qwen2, llama-bpe, llama3";
@@ -49,7 +55,8 @@ impl PreTokenizer {
             Some("qwen2") => Ok(Self::Qwen2),
             Some("llama-bpe" | "llama3" | "llama-v3") => Ok(Self::Llama3),
             Some(other) => Err(format!(
-                "pre-tokenizer `{other}` (tokenizer.ggml.pre) is not supported; supported: {SUPPORTED_PRE}"
+                "pre-tokenizer `{other}` (tokenizer.ggml.pre) is not supported; \
+                 supported: {SUPPORTED_PRE}"
             )),
         }
     }

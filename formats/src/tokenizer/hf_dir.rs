@@ -189,7 +189,11 @@ mod tests {
 
     #[test]
     fn special_token_text_reads_strings_and_objects() {
-        let config = json!({"bos_token": "<s>", "eos_token": {"content": "</s>", "lstrip": false}, "pad_token": null});
+        let config = json!({
+            "bos_token": "<s>",
+            "eos_token": {"content": "</s>", "lstrip": false},
+            "pad_token": null,
+        });
         assert_eq!(special_token_text(&config, "bos_token"), Some("<s>"));
         assert_eq!(special_token_text(&config, "eos_token"), Some("</s>"));
         assert_eq!(special_token_text(&config, "pad_token"), None);

@@ -120,3 +120,6 @@ fn for_each_chunk(out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) +
         out.par_chunks_mut(chunk).enumerate().for_each(|(c, piece)| f(c, piece));
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -46,7 +46,9 @@ fn rank(a: &Candidate, b: &Candidate) -> Ordering {
 /// Total weight of `cands`.
 fn mass(cands: &[Candidate]) -> f64 {
     let mut sum = Sum::default();
-    cands.iter().for_each(|c| sum.add(c.weight));
+    for c in cands {
+        sum.add(c.weight);
+    }
     sum.total()
 }
 
@@ -139,7 +141,9 @@ pub(super) fn mass_and_best(
 /// as it was.
 pub(super) fn best_of(cands: &[Candidate], n: usize) -> Vec<Candidate> {
     let mut best = BestN::new(n);
-    cands.iter().for_each(|&c| best.offer(c));
+    for &c in cands {
+        best.offer(c);
+    }
     best.into_vec()
 }
 

@@ -297,7 +297,7 @@ impl Avx2 {
                 let q = self.six_bit_codes(ql, qh, k);
                 // One scale per 16 elements: vectors 0-1, then 2-3.
                 for half in 0..2 {
-                    let d1 = d * f32::from(scales[2 * k + half] as i8);
+                    let d1 = d * f32::from(scales[2 * k + 1 - half] as i8);
                     let d1 = self.splat(d1);
                     let g = self.scale_codes([q[2 * half], q[2 * half + 1]], 32, d1, None);
                     out[4 * h + k][2 * half] = g[0];

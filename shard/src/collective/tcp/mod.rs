@@ -40,7 +40,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::info;
+use tracing::debug;
 
 use self::link::Link;
 use self::wire::Op;
@@ -156,7 +156,7 @@ impl TcpGroup {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
-        info!(rank, world_size = peers.len(), transport = "tcp", "collective group formed");
+        debug!(rank, world_size = peers.len(), transport = "tcp", "collective group formed");
         Ok(Self {
             rank,
             world_size: peers.len(),
