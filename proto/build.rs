@@ -14,7 +14,10 @@ use prost::Message;
 const INCLUDE_DIR: &str = "proto";
 
 /// The files to compile, relative to [`INCLUDE_DIR`].
-const PROTO_FILES: &[&str] = &["tessera/v1/generation.proto", "tessera/shard/v1/shard.proto"];
+const PROTO_FILES: &[&str] = &[
+    "tessera/v1/generation.proto",
+    "tessera/shard/v1/shard.proto",
+];
 
 /// The file name of the encoded descriptor set inside `OUT_DIR`.
 const DESCRIPTOR_FILE: &str = "tessera_descriptor.bin";

@@ -127,7 +127,9 @@ fn endpoint(addr: &str) -> Result<Endpoint, ClientError> {
         return Err(invalid("no host".to_owned()));
     }
     if has_bad_port(&endpoint) {
-        return Err(invalid("the port is not a number from 0 to 65535".to_owned()));
+        return Err(invalid(
+            "the port is not a number from 0 to 65535".to_owned(),
+        ));
     }
     Ok(endpoint)
 }
@@ -166,7 +168,10 @@ impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("timeout", &self.timeout)
-            .field("api_key", &self.authorization.as_ref().map(|_| "<redacted>"))
+            .field(
+                "api_key",
+                &self.authorization.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -205,7 +210,8 @@ impl Client {
         request: impl Into<GenerateRequest>,
     ) -> Result<GenerateResponse, ClientError> {
         let request = self.request(request.into());
-        self.unary(|mut c| async move { c.generate(request).await }).await
+        self.unary(|mut c| async move { c.generate(request).await })
+            .await
     }
 
     /// Generates a completion, streaming it as it is produced.
@@ -214,7 +220,8 @@ impl Client {
         request: impl Into<GenerateRequest>,
     ) -> Result<GenerationStream, ClientError> {
         let request = self.request(request.into());
-        self.streaming(|mut c| async move { c.generate_stream(request).await }).await
+        self.streaming(|mut c| async move { c.generate_stream(request).await })
+            .await
     }
 
     /// Answers a conversation rendered with the model's chat template.
@@ -223,7 +230,8 @@ impl Client {
         request: impl Into<ChatRequest>,
     ) -> Result<GenerateResponse, ClientError> {
         let request = self.request(request.into());
-        self.unary(|mut c| async move { c.chat(request).await }).await
+        self.unary(|mut c| async move { c.chat(request).await })
+            .await
     }
 
     /// Answers a conversation, streaming the answer.
@@ -232,19 +240,25 @@ impl Client {
         request: impl Into<ChatRequest>,
     ) -> Result<GenerationStream, ClientError> {
         let request = self.request(request.into());
-        self.streaming(|mut c| async move { c.chat_stream(request).await }).await
+        self.streaming(|mut c| async move { c.chat_stream(request).await })
+            .await
     }
 
     /// The token ids of a text or conversation, as the model sees them.
-    pub async fn tokenize(&self, request: TokenizeRequest) -> Result<TokenizeResponse, ClientError> {
+    pub async fn tokenize(
+        &self,
+        request: TokenizeRequest,
+    ) -> Result<TokenizeResponse, ClientError> {
         let request = self.request(request);
-        self.unary(|mut c| async move { c.tokenize(request).await }).await
+        self.unary(|mut c| async move { c.tokenize(request).await })
+            .await
     }
 
     /// The model the cluster serves and how it is split.
     pub async fn model_info(&self) -> Result<ModelInfoResponse, ClientError> {
         let request = self.request(ModelInfoRequest {});
-        self.unary(|mut c| async move { c.model_info(request).await }).await
+        self.unary(|mut c| async move { c.model_info(request).await })
+            .await
     }
 
     /// Wraps a message with the client's deadline and credentials.
@@ -254,7 +268,9 @@ impl Client {
             request.set_timeout(timeout);
         }
         if let Some(value) = &self.authorization {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
         request
     }
@@ -292,7 +308,9 @@ impl Client {
     async fn streaming<F, Fut>(&self, call: F) -> Result<GenerationStream, ClientError>
     where
         F: FnOnce(GenerationClient<Channel>) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<tonic::Streaming<GenerateChunk>>, tonic::Status>>,
+        Fut: Future<
+            Output = Result<tonic::Response<tonic::Streaming<GenerateChunk>>, tonic::Status>,
+        >,
     {
         let call = call(self.inner.clone());
         let mut deadline = self.deadline();
@@ -348,7 +366,10 @@ mod tests {
         let value = bearer("k3y")?;
         assert_eq!(value.to_str().ok(), Some("Bearer k3y"));
         assert!(value.is_sensitive());
-        assert!(matches!(bearer("line\nbreak"), Err(ClientError::InvalidApiKey)));
+        assert!(matches!(
+            bearer("line\nbreak"),
+            Err(ClientError::InvalidApiKey)
+        ));
         Ok(())
     }
 

@@ -265,13 +265,24 @@ mod tests {
         assert_eq!(stopping.max_new_tokens, Some(8));
         assert_eq!(stopping.stop, ["\n", "END"]);
         assert_eq!(stopping.stop_token_ids, [2]);
-        assert_eq!(req.logprobs, Some(LogprobsParams { enabled: true, top_n: 3 }));
-        assert_eq!(req.prompt, Some(Prompt::TokenIds(TokenIds { ids: vec![5, 6] })));
+        assert_eq!(
+            req.logprobs,
+            Some(LogprobsParams {
+                enabled: true,
+                top_n: 3
+            })
+        );
+        assert_eq!(
+            req.prompt,
+            Some(Prompt::TokenIds(TokenIds { ids: vec![5, 6] }))
+        );
     }
 
     #[test]
     fn chat_builder_keeps_message_order() {
-        let req: ChatRequest = chat([system("be brief"), user("hi")]).max_new_tokens(4).into();
+        let req: ChatRequest = chat([system("be brief"), user("hi")])
+            .max_new_tokens(4)
+            .into();
         let roles: Vec<_> = req.messages.iter().map(|m| m.role.as_str()).collect();
         assert_eq!(roles, ["system", "user"]);
         assert_eq!(req.stopping.and_then(|s| s.max_new_tokens), Some(4));

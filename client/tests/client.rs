@@ -18,7 +18,9 @@ async fn generate_returns_the_servers_response() -> anyhow::Result<()> {
     let mock = mock::start().await?;
     let client = Client::connect(&mock.url()).await?;
 
-    let response = client.generate(request::text("hello").max_new_tokens(3)).await?;
+    let response = client
+        .generate(request::text("hello").max_new_tokens(3))
+        .await?;
     assert_eq!(response.text, "echo: hello");
     assert_eq!(response.token_ids, [1, 2, 3]);
     assert_eq!(response.finish_reason(), FinishReason::Eos);
@@ -69,9 +71,15 @@ async fn statuses_keep_their_code_and_message() -> anyhow::Result<()> {
     let err = err.ok_or_else(|| anyhow::anyhow!("the call succeeded"))?;
     assert_eq!(err.code(), Some(Code::InvalidArgument));
     assert_eq!(err.label(), "status");
-    assert!(err.to_string().contains("temperature must be in [0, 100]"), "{err}");
+    assert!(
+        err.to_string().contains("temperature must be in [0, 100]"),
+        "{err}"
+    );
 
-    let err = client.chat(request::chat([request::user("exhausted")])).await.err();
+    let err = client
+        .chat(request::chat([request::user("exhausted")]))
+        .await
+        .err();
     assert_eq!(err.and_then(|e| e.code()), Some(Code::ResourceExhausted));
     Ok(())
 }
@@ -87,7 +95,10 @@ async fn unary_deadline_is_deadline_exceeded() -> anyhow::Result<()> {
     let started = tokio::time::Instant::now();
     let err = client.generate(request::text("slow")).await.err();
     assert_eq!(err.and_then(|e| e.code()), Some(Code::DeadlineExceeded));
-    assert!(started.elapsed() < mock::SLOW, "the call waited for the server");
+    assert!(
+        started.elapsed() < mock::SLOW,
+        "the call waited for the server"
+    );
 
     // The server was told the deadline.
     let seen = mock.seen();
@@ -107,8 +118,14 @@ async fn stream_deadline_covers_the_whole_stream() -> anyhow::Result<()> {
     assert_eq!(first.map(|c| c.text).as_deref(), Some("first"));
 
     let second = tokio::time::timeout(PATIENCE, stream.next_chunk()).await?;
-    assert_eq!(second.err().and_then(|e| e.code()), Some(Code::DeadlineExceeded));
-    assert!(stream.next().await.is_none(), "the stream went on after its deadline");
+    assert_eq!(
+        second.err().and_then(|e| e.code()),
+        Some(Code::DeadlineExceeded)
+    );
+    assert!(
+        stream.next().await.is_none(),
+        "the stream went on after its deadline"
+    );
     Ok(())
 }
 
@@ -122,7 +139,9 @@ async fn stream_delivers_chunks_in_order() -> anyhow::Result<()> {
     let chunks = chunks.into_iter().collect::<Result<Vec<_>, _>>()?;
     let texts: Vec<_> = chunks.iter().map(|c| c.text.as_str()).collect();
     assert_eq!(texts, ["0", "1", "2", "3", "4"]);
-    assert!(chunks[..4].iter().all(|c| c.finish_reason() == FinishReason::Unspecified));
+    assert!(chunks[..4]
+        .iter()
+        .all(|c| c.finish_reason() == FinishReason::Unspecified));
     assert_eq!(chunks[4].finish_reason(), FinishReason::Length);
     Ok(())
 }
@@ -132,7 +151,9 @@ async fn collected_stream_matches_a_response() -> anyhow::Result<()> {
     let mock = mock::start().await?;
     let client = Client::connect(&mock.url()).await?;
 
-    let stream = client.chat_stream(request::chat([request::user("count:3")])).await?;
+    let stream = client
+        .chat_stream(request::chat([request::user("count:3")]))
+        .await?;
     let response = tokio::time::timeout(PATIENCE, stream.collect_response()).await??;
     assert_eq!(response.text, "012");
     assert_eq!(response.token_ids, [0, 1, 2]);
@@ -161,11 +182,18 @@ async fn dropping_a_stream_cancels_it_on_the_server() -> anyhow::Result<()> {
 #[tokio::test]
 async fn api_key_is_sent_as_bearer_metadata() -> anyhow::Result<()> {
     let mock = mock::start().await?;
-    let with_key = Client::builder().api_key("t0ken").connect(&mock.url()).await?;
+    let with_key = Client::builder()
+        .api_key("t0ken")
+        .connect(&mock.url())
+        .await?;
     let without_key = Client::connect(&mock.url()).await?;
 
     with_key.model_info().await?;
-    with_key.generate_stream(request::text("count:1")).await?.collect_response().await?;
+    with_key
+        .generate_stream(request::text("count:1"))
+        .await?
+        .collect_response()
+        .await?;
     without_key.model_info().await?;
 
     let auth: Vec<_> = mock.seen().into_iter().map(|s| s.authorization).collect();
@@ -179,7 +207,10 @@ async fn tokenize_and_model_info_round_trip() -> anyhow::Result<()> {
     let mock = mock::start().await?;
     let client = Client::connect(&mock.url()).await?;
 
-    let ids = client.tokenize(request::tokenize_text("AB")).await?.token_ids;
+    let ids = client
+        .tokenize(request::tokenize_text("AB"))
+        .await?
+        .token_ids;
     assert_eq!(ids, [65, 66]);
     let chat = request::tokenize_chat([request::system("A"), request::user("C")]);
     assert_eq!(client.tokenize(chat).await?.token_ids, [65, 67]);

@@ -143,6 +143,8 @@ impl ModelConfig {
     }
 
     /// Checks the dimensions; the field at fault and why on failure.
+    // TODO(MSRV 1.87): use `is_multiple_of`; the workspace declares 1.85.
+    #[allow(clippy::manual_is_multiple_of)]
     fn validate_dims(&self) -> Result<(), (&'static str, String)> {
         let dims = [
             ("hidden_size", self.hidden_size),

@@ -114,6 +114,17 @@ fn shard_path(dir: &Path, index_path: &Path, name: &str) -> Result<PathBuf, Form
     Ok(path)
 }
 
+/// A weight file being read.
+struct FileRef<'a> {
+    path: &'a Path,
+    /// Its index in the store's files.
+    index: usize,
+    /// Absolute offset of the data after the header.
+    data_start: usize,
+    /// File length in bytes.
+    len: usize,
+}
+
 /// Collects the tensors of a folder's weight files.
 struct Loader<'a> {
     config: &'a ModelConfig,
@@ -137,47 +148,72 @@ impl Loader<'_> {
         let data_start = HEADER_LEN_BYTES
             .checked_add(header_len)
             .ok_or_else(|| malformed("header length overflows".into()))?;
-        let file_index = self.files.len();
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
 
+        let file = FileRef {
+            path: &path,
+            index: self.files.len(),
+            data_start,
+            len: mmap.len(),
+        };
         for (hf_name, info) in metadata.tensors() {
             self.found.insert((file_name.clone(), hf_name.clone()));
-            let Some(name) = self.canonical(&hf_name) else {
-                tracing::debug!(tensor = %hf_name, path = %path.display(), "tensor not used; skipped");
-                continue;
-            };
-            let dtype = dtype(info.dtype).ok_or_else(|| FormatError::UnsupportedDType {
-                path: path.clone(),
-                tensor: hf_name.clone(),
-                dtype: format!("{:?}", info.dtype),
-            })?;
-            let (start, end) = info.data_offsets;
-            let range = data_start
-                .checked_add(start)
-                .zip(data_start.checked_add(end));
-            let Some((start, end)) = range.filter(|&(s, e)| s <= e && e <= mmap.len()) else {
-                return Err(malformed(format!(
-                    "tensor `{hf_name}` has offsets {:?} outside the file",
-                    info.data_offsets
-                )));
-            };
-            let tensor = TensorInfo {
-                name: name.clone(),
-                dtype,
-                shape: info.shape.clone(),
-                file: file_index,
-                range: start..end,
-            };
-            if self.tensors.insert(name.clone(), tensor).is_some() {
-                return Err(malformed(format!(
-                    "tensor `{hf_name}` (`{name}`) appears in more than one file"
-                )));
-            }
+            self.add_tensor(&file, &hf_name, info)?;
         }
         self.files.push((path, mmap));
+        Ok(())
+    }
+
+    /// Records one tensor of `file` under its canonical name, unless Tessera
+    /// does not use it.
+    fn add_tensor(
+        &mut self,
+        file: &FileRef<'_>,
+        hf_name: &str,
+        info: &safetensors::tensor::TensorInfo,
+    ) -> Result<(), FormatError> {
+        let Some(name) = self.canonical(hf_name) else {
+            tracing::debug!(tensor = %hf_name, path = %file.path.display(), "tensor not used; skipped");
+            return Ok(());
+        };
+        let dtype = dtype(info.dtype).ok_or_else(|| FormatError::UnsupportedDType {
+            path: file.path.to_path_buf(),
+            tensor: hf_name.to_string(),
+            dtype: format!("{:?}", info.dtype),
+        })?;
+        let malformed = |reason: String| FormatError::Malformed {
+            path: file.path.to_path_buf(),
+            format: "safetensors",
+            reason,
+        };
+
+        // Offsets are relative to the data after the header.
+        let (start, end) = info.data_offsets;
+        let range = file
+            .data_start
+            .checked_add(start)
+            .zip(file.data_start.checked_add(end));
+        let Some((start, end)) = range.filter(|&(s, e)| s <= e && e <= file.len) else {
+            return Err(malformed(format!(
+                "tensor `{hf_name}` has offsets {:?} outside the file",
+                info.data_offsets
+            )));
+        };
+        let tensor = TensorInfo {
+            name: name.clone(),
+            dtype,
+            shape: info.shape.clone(),
+            file: file.index,
+            range: start..end,
+        };
+        if self.tensors.insert(name.clone(), tensor).is_some() {
+            return Err(malformed(format!(
+                "tensor `{hf_name}` (`{name}`) appears in more than one file"
+            )));
+        }
         Ok(())
     }
 

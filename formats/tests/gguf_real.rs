@@ -11,7 +11,9 @@ use tessera_kernels::DType;
 
 #[test]
 fn smollm2_config() -> anyhow::Result<()> {
-    let Some(path) = real_model() else { return Ok(()) };
+    let Some(path) = real_model() else {
+        return Ok(());
+    };
     let (config, _) = ModelFiles::open_weights(&path)?;
 
     assert_eq!(config.architecture, Architecture::Llama);
@@ -24,7 +26,11 @@ fn smollm2_config() -> anyhow::Result<()> {
     assert_eq!(config.vocab_size, 49152);
     assert_eq!(config.max_seq_len, 8192);
     assert_eq!(config.rope_theta, 100_000.0);
-    assert!((config.rms_norm_eps - 1e-5).abs() < 1e-9, "eps {}", config.rms_norm_eps);
+    assert!(
+        (config.rms_norm_eps - 1e-5).abs() < 1e-9,
+        "eps {}",
+        config.rms_norm_eps
+    );
     assert!(config.tie_word_embeddings);
     assert!(!config.qkv_bias);
     assert_eq!(config.rope_style, RopeStyle::Interleaved);
@@ -34,7 +40,9 @@ fn smollm2_config() -> anyhow::Result<()> {
 
 #[test]
 fn smollm2_tensors() -> anyhow::Result<()> {
-    let Some(path) = real_model() else { return Ok(()) };
+    let Some(path) = real_model() else {
+        return Ok(());
+    };
     let (_, store) = ModelFiles::open_weights(&path)?;
 
     assert_eq!(store.len(), 272);
@@ -56,28 +64,49 @@ fn smollm2_tensors() -> anyhow::Result<()> {
         let info = store.expect(name, &shape)?;
         assert_eq!(info.dtype, dtype, "{name}");
         let numel = shape.iter().product();
-        assert_eq!(Some(store.bytes(info).len()), dtype.bytes_for(numel), "{name}");
+        assert_eq!(
+            Some(store.bytes(info).len()),
+            dtype.bytes_for(numel),
+            "{name}"
+        );
     }
 
     // Norm weights are plain F32 numbers near 1, so the ranges point at data.
     let norm = store.info("output_norm.weight").expect("checked above");
     let first = f32::from_le_bytes(store.bytes(norm)[..4].try_into()?);
-    ensure!(first.is_finite() && first > 0.0 && first < 10.0, "output_norm[0] = {first}");
+    ensure!(
+        first.is_finite() && first > 0.0 && first < 10.0,
+        "output_norm[0] = {first}"
+    );
     Ok(())
 }
 
 #[test]
 fn smollm2_metadata() -> anyhow::Result<()> {
-    let Some(path) = real_model() else { return Ok(()) };
+    let Some(path) = real_model() else {
+        return Ok(());
+    };
     let file = gguf::open(&path)?;
 
     assert_eq!(file.version, 3);
     assert_eq!(file.tensors.len(), 272);
-    assert_eq!(file.get("general.architecture").and_then(|v| v.as_str()), Some("llama"));
-    let tokens = file.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).map(<[_]>::len);
+    assert_eq!(
+        file.get("general.architecture").and_then(|v| v.as_str()),
+        Some("llama")
+    );
+    let tokens = file
+        .get("tokenizer.ggml.tokens")
+        .and_then(|v| v.as_array())
+        .map(<[_]>::len);
     assert_eq!(tokens, Some(49152));
-    let template = file.get("tokenizer.chat_template").and_then(|v| v.as_str()).unwrap_or_default();
-    assert!(template.contains("im_start"), "chat template: {template:.80}");
+    let template = file
+        .get("tokenizer.chat_template")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    assert!(
+        template.contains("im_start"),
+        "chat template: {template:.80}"
+    );
     for t in &file.tensors {
         assert_eq!(t.range.start % 32, 0, "{} misaligned", t.name);
     }
@@ -86,7 +115,9 @@ fn smollm2_metadata() -> anyhow::Result<()> {
 
 #[test]
 fn truncated_real_file_names_tensor_and_sizes() -> anyhow::Result<()> {
-    let Some(path) = real_model() else { return Ok(()) };
+    let Some(path) = real_model() else {
+        return Ok(());
+    };
     let bytes = std::fs::read(&path)?;
     let dir = tempfile::tempdir()?;
     let cut = dir.path().join("cut.gguf");
@@ -94,19 +125,33 @@ fn truncated_real_file_names_tensor_and_sizes() -> anyhow::Result<()> {
 
     let err = expect_err(gguf::open(&cut))?;
     assert!(matches!(err, FormatError::Malformed { .. }), "{err:?}");
-    assert_mentions(&err, &["cut.gguf", "tensor `blk.", "bytes at offset", "are available", "truncated"])?;
+    assert_mentions(
+        &err,
+        &[
+            "cut.gguf",
+            "tensor `blk.",
+            "bytes at offset",
+            "are available",
+            "truncated",
+        ],
+    )?;
     Ok(())
 }
 
 #[test]
 fn smollm2_opens_whole() -> anyhow::Result<()> {
-    let Some(path) = real_model() else { return Ok(()) };
+    let Some(path) = real_model() else {
+        return Ok(());
+    };
     let files = ModelFiles::open(&path)?;
     assert_eq!(files.source, path);
     assert_eq!(files.config.num_layers, 30);
     assert_eq!(files.tensors.len(), 272);
     assert_eq!(files.tensors.architecture(), "llama");
-    assert!(files.chat_template.is_some(), "SmolLM2 ships a chat template");
+    assert!(
+        files.chat_template.is_some(),
+        "SmolLM2 ships a chat template"
+    );
     assert!(!files.tokenizer.eos_ids().is_empty());
     Ok(())
 }

@@ -19,7 +19,9 @@ fn write(dir: &Path, w: &GgufWriter) -> anyhow::Result<PathBuf> {
 }
 
 /// Writes the tiny llama, lets `patch` corrupt its bytes, and opens it.
-fn open_patched(patch: impl FnOnce(&mut Vec<u8>) -> anyhow::Result<()>) -> anyhow::Result<FormatError> {
+fn open_patched(
+    patch: impl FnOnce(&mut Vec<u8>) -> anyhow::Result<()>,
+) -> anyhow::Result<FormatError> {
     let dir = tempfile::tempdir()?;
     let path = write(dir.path(), &Tiny::llama().gguf(&[])?)?;
     let mut bytes = std::fs::read(&path)?;
@@ -33,7 +35,10 @@ fn round_trip_metadata_and_tensors() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let values = random_f32(3 * 64, 1);
     let q8: Vec<u8> = (0..2 * 34).map(|i| i as u8).collect();
-    let nested = Value::Array(vec![Value::Array(vec![1u32.into(), 2u32.into()]), Value::Array(vec!["x".into()])]);
+    let nested = Value::Array(vec![
+        Value::Array(vec![1u32.into(), 2u32.into()]),
+        Value::Array(vec!["x".into()]),
+    ]);
     let mut w = GgufWriter::new();
     w.set_version(2)
         .set_alignment(64)
@@ -78,7 +83,10 @@ fn round_trip_metadata_and_tensors() -> anyhow::Result<()> {
     assert_eq!(get("general.alignment"), Some(Value::U32(64)));
 
     let f32_t = file.tensor("f32").expect("written");
-    assert_eq!((f32_t.dtype, f32_t.shape.clone(), f32_t.dims.clone()), (DType::F32, vec![3, 64], vec![64, 3]));
+    assert_eq!(
+        (f32_t.dtype, f32_t.shape.clone(), f32_t.dims.clone()),
+        (DType::F32, vec![3, 64], vec![64, 3])
+    );
     let read: Vec<f32> = file
         .tensor_bytes(f32_t)
         .unwrap_or_default()
@@ -90,7 +98,12 @@ fn round_trip_metadata_and_tensors() -> anyhow::Result<()> {
     assert_eq!((q8_t.ggml_type, q8_t.shape.clone()), (8, vec![2, 32]));
     assert_eq!(file.tensor_bytes(q8_t), Some(&q8[..]));
     for t in &file.tensors {
-        ensure!(t.range.start % 64 == 0, "{} at {} is not 64-aligned", t.name, t.range.start);
+        ensure!(
+            t.range.start % 64 == 0,
+            "{} at {} is not 64-aligned",
+            t.name,
+            t.range.start
+        );
     }
     Ok(())
 }
@@ -111,13 +124,22 @@ fn tiny_llama_config_and_store() -> anyhow::Result<()> {
     let path = write(dir.path(), &tiny.gguf(&[])?)?;
     let (config, store) = ModelFiles::open_weights(&path)?;
 
-    assert_eq!((config.hidden_size, config.num_heads, config.num_kv_heads), (32, 4, 2));
-    assert_eq!((config.head_dim, config.vocab_size, config.num_layers), (8, 16, 2));
+    assert_eq!(
+        (config.hidden_size, config.num_heads, config.num_kv_heads),
+        (32, 4, 2)
+    );
+    assert_eq!(
+        (config.head_dim, config.vocab_size, config.num_layers),
+        (8, 16, 2)
+    );
     assert_eq!(config.rope_style, RopeStyle::Interleaved);
     assert!(config.tie_word_embeddings && !config.qkv_bias);
     assert_eq!(store.len(), tiny.tensors().len());
     let embd = store.expect("token_embd.weight", &[16, 32])?;
-    assert_eq!((embd.dtype, store.bytes(embd).len()), (DType::Q8_0, 16 * 34));
+    assert_eq!(
+        (embd.dtype, store.bytes(embd).len()),
+        (DType::Q8_0, 16 * 34)
+    );
     Ok(())
 }
 
@@ -150,7 +172,10 @@ fn vocab_size_falls_back_to_embedding_rows() -> anyhow::Result<()> {
 fn vocab_size_from_token_list() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut w = Tiny::llama().gguf(&["llama.vocab_size"])?;
-    w.add_metadata("tokenizer.ggml.tokens", (0..16).map(|i| format!("t{i}")).collect::<Vec<_>>());
+    w.add_metadata(
+        "tokenizer.ggml.tokens",
+        (0..16).map(|i| format!("t{i}")).collect::<Vec<_>>(),
+    );
     let config = ModelConfig::from_gguf(&gguf::open(&write(dir.path(), &w)?)?)?;
     assert_eq!(config.vocab_size, 16);
     Ok(())
@@ -161,9 +186,18 @@ fn key_length_sets_head_dim() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut w = Tiny::llama().gguf(&[])?;
     w.add_metadata("llama.attention.key_length", 16u32);
-    let err = expect_err(ModelConfig::from_gguf(&gguf::open(&write(dir.path(), &w)?)?))?;
+    let err = expect_err(ModelConfig::from_gguf(&gguf::open(&write(
+        dir.path(),
+        &w,
+    )?)?))?;
     // 4 heads of 16 do not make a hidden size of 32.
-    assert_mentions(&err, &["llama.embedding_length", "(32) must equal num_heads (4) * head_dim (16)"])
+    assert_mentions(
+        &err,
+        &[
+            "llama.embedding_length",
+            "(32) must equal num_heads (4) * head_dim (16)",
+        ],
+    )
 }
 
 #[test]
@@ -172,11 +206,17 @@ fn rope_freqs_become_factors() -> anyhow::Result<()> {
     let mut w = Tiny::llama().gguf(&[])?;
     w.add_f32_tensor("rope_freqs.weight", &[4], &[1.0, 2.0, 4.0, 8.0]);
     let config = ModelConfig::from_gguf(&gguf::open(&write(dir.path(), &w)?)?)?;
-    assert_eq!(config.rope_scaling, Some(RopeScaling::Factors(vec![1.0, 2.0, 4.0, 8.0])));
+    assert_eq!(
+        config.rope_scaling,
+        Some(RopeScaling::Factors(vec![1.0, 2.0, 4.0, 8.0]))
+    );
 
     let mut w = Tiny::llama().gguf(&[])?;
     w.add_f32_tensor("rope_freqs.weight", &[3], &[1.0; 3]);
-    let err = expect_err(ModelConfig::from_gguf(&gguf::open(&write(dir.path(), &w)?)?))?;
+    let err = expect_err(ModelConfig::from_gguf(&gguf::open(&write(
+        dir.path(),
+        &w,
+    )?)?))?;
     assert_mentions(&err, &["rope_freqs.weight", "[3]", "[4]"])
 }
 
@@ -195,7 +235,10 @@ fn empty_file() -> anyhow::Result<()> {
         b.clear();
         Ok(())
     })?;
-    assert_mentions(&err, &["magic at offset 0 needs 4 bytes but only 0 are left"])
+    assert_mentions(
+        &err,
+        &["magic at offset 0 needs 4 bytes but only 0 are left"],
+    )
 }
 
 #[test]
@@ -204,7 +247,10 @@ fn version_one_is_refused() -> anyhow::Result<()> {
         b[4..8].copy_from_slice(&1u32.to_le_bytes());
         Ok(())
     })?;
-    assert!(matches!(err, FormatError::UnsupportedVersion { version: 1, .. }), "{err:?}");
+    assert!(
+        matches!(err, FormatError::UnsupportedVersion { version: 1, .. }),
+        "{err:?}"
+    );
     assert_mentions(&err, &["model.gguf", "GGUF v1 is not supported"])
 }
 
@@ -226,7 +272,14 @@ fn absurd_string_length() -> anyhow::Result<()> {
         Ok(())
     })?;
     assert!(matches!(err, FormatError::Malformed { .. }), "{err:?}");
-    assert_mentions(&err, &["value of metadata `general.name`", "needs 9223372036854775807 bytes", "are left"])
+    assert_mentions(
+        &err,
+        &[
+            "value of metadata `general.name`",
+            "needs 9223372036854775807 bytes",
+            "are left",
+        ],
+    )
 }
 
 #[test]
@@ -242,7 +295,13 @@ fn absurd_array_length() -> anyhow::Result<()> {
     std::fs::write(&path, &b)?;
 
     let err = expect_err(gguf::open(&path))?;
-    assert_mentions(&err, &["1099511627776 elements of metadata `tokenizer.ggml.scores`", "cannot fit"])
+    assert_mentions(
+        &err,
+        &[
+            "1099511627776 elements of metadata `tokenizer.ggml.scores`",
+            "cannot fit",
+        ],
+    )
 }
 
 #[test]
@@ -276,7 +335,10 @@ fn unknown_tensor_type_id() -> anyhow::Result<()> {
             b[at..at + 4].copy_from_slice(&id.to_le_bytes());
             Ok(())
         })?;
-        assert!(matches!(err, FormatError::UnsupportedDType { .. }), "{err:?}");
+        assert!(
+            matches!(err, FormatError::UnsupportedDType { .. }),
+            "{err:?}"
+        );
         assert_mentions(&err, &["model.gguf", "`blk.1.ffn_up.weight`", label])?;
     }
     Ok(())
@@ -290,7 +352,14 @@ fn partial_block_is_refused() -> anyhow::Result<()> {
         b[at..at + 8].copy_from_slice(&33u64.to_le_bytes());
         Ok(())
     })?;
-    assert_mentions(&err, &["`token_embd.weight`", "innermost dimension 33", "block size 32"])
+    assert_mentions(
+        &err,
+        &[
+            "`token_embd.weight`",
+            "innermost dimension 33",
+            "block size 32",
+        ],
+    )
 }
 
 #[test]
@@ -313,7 +382,13 @@ fn misaligned_tensor_offset() -> anyhow::Result<()> {
         b[at..at + 8].copy_from_slice(&(offset + 4).to_le_bytes());
         Ok(())
     })?;
-    assert_mentions(&err, &["`blk.0.ffn_norm.weight`", "not a multiple of the alignment 32"])
+    assert_mentions(
+        &err,
+        &[
+            "`blk.0.ffn_norm.weight`",
+            "not a multiple of the alignment 32",
+        ],
+    )
 }
 
 #[test]
@@ -349,7 +424,14 @@ fn truncated_mid_tensor() -> anyhow::Result<()> {
         Ok(())
     })?;
     assert!(matches!(err, FormatError::Malformed { .. }), "{err:?}");
-    assert_mentions(&err, &["model.gguf", "`output_norm.weight` needs 128 bytes", "only 28 are available"])
+    assert_mentions(
+        &err,
+        &[
+            "model.gguf",
+            "`output_norm.weight` needs 128 bytes",
+            "only 28 are available",
+        ],
+    )
 }
 
 #[test]
@@ -360,7 +442,14 @@ fn truncated_in_header() -> anyhow::Result<()> {
         b.truncate(at + 6);
         Ok(())
     })?;
-    assert_mentions(&err, &["model.gguf", "dimensions of tensor `blk.1.ffn_down.weight`", "needs 8 bytes but only 2"])
+    assert_mentions(
+        &err,
+        &[
+            "model.gguf",
+            "dimensions of tensor `blk.1.ffn_down.weight`",
+            "needs 8 bytes but only 2",
+        ],
+    )
 }
 
 #[test]
@@ -379,7 +468,10 @@ fn shape_disagreeing_with_config() -> anyhow::Result<()> {
     w.add_f32_tensor("blk.0.attn_k.weight", &[32, 32], &[0.0; 32 * 32]);
     let err = expect_err(ModelFiles::open_weights(&write(dir.path(), &w)?))?;
     assert!(matches!(err, FormatError::ShapeMismatch { .. }), "{err:?}");
-    assert_mentions(&err, &["`blk.0.attn_k.weight`", "[32, 32]", "expected [16, 32]"])
+    assert_mentions(
+        &err,
+        &["`blk.0.attn_k.weight`", "[32, 32]", "expected [16, 32]"],
+    )
 }
 
 #[test]
@@ -388,17 +480,26 @@ fn unknown_architecture() -> anyhow::Result<()> {
     let mut w = Tiny::llama().gguf(&[])?;
     w.add_metadata("general.architecture", "gpt2");
     let err = expect_err(ModelFiles::open_weights(&write(dir.path(), &w)?))?;
-    assert!(matches!(err, FormatError::UnsupportedArchitecture { .. }), "{err:?}");
+    assert!(
+        matches!(err, FormatError::UnsupportedArchitecture { .. }),
+        "{err:?}"
+    );
     assert_mentions(&err, &["model.gguf", "`gpt2`", "llama, mistral, qwen2"])
 }
 
 #[test]
 fn missing_required_key() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let path = write(dir.path(), &Tiny::llama().gguf(&["llama.feed_forward_length"])?)?;
+    let path = write(
+        dir.path(),
+        &Tiny::llama().gguf(&["llama.feed_forward_length"])?,
+    )?;
     let err = expect_err(ModelFiles::open_weights(&path))?;
     assert!(matches!(err, FormatError::Config { .. }), "{err:?}");
-    assert_mentions(&err, &["model.gguf", "`llama.feed_forward_length` is missing"])
+    assert_mentions(
+        &err,
+        &["model.gguf", "`llama.feed_forward_length` is missing"],
+    )
 }
 
 #[test]
@@ -407,7 +508,10 @@ fn kv_heads_must_divide_heads() -> anyhow::Result<()> {
     let mut w = Tiny::llama().gguf(&[])?;
     w.add_metadata("llama.attention.head_count_kv", 3u32);
     let err = expect_err(ModelFiles::open_weights(&write(dir.path(), &w)?))?;
-    assert_mentions(&err, &["`llama.attention.head_count_kv`", "(3) must divide", "(4)"])
+    assert_mentions(
+        &err,
+        &["`llama.attention.head_count_kv`", "(3) must divide", "(4)"],
+    )
 }
 
 #[test]
@@ -415,13 +519,22 @@ fn zero_dimension_and_bad_eps_are_refused() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut w = Tiny::llama().gguf(&[])?;
     w.add_metadata("llama.block_count", 0u32);
-    let err = expect_err(ModelConfig::from_gguf(&gguf::open(&write(dir.path(), &w)?)?))?;
+    let err = expect_err(ModelConfig::from_gguf(&gguf::open(&write(
+        dir.path(),
+        &w,
+    )?)?))?;
     assert_mentions(&err, &["`llama.block_count` must be greater than zero"])?;
 
     let mut w = Tiny::llama().gguf(&[])?;
     w.add_metadata("llama.attention.layer_norm_rms_epsilon", -1.0f32);
-    let err = expect_err(ModelConfig::from_gguf(&gguf::open(&write(dir.path(), &w)?)?))?;
-    assert_mentions(&err, &["`llama.attention.layer_norm_rms_epsilon`", "positive"])
+    let err = expect_err(ModelConfig::from_gguf(&gguf::open(&write(
+        dir.path(),
+        &w,
+    )?)?))?;
+    assert_mentions(
+        &err,
+        &["`llama.attention.layer_norm_rms_epsilon`", "positive"],
+    )
 }
 
 #[test]
@@ -429,8 +542,17 @@ fn wrong_metadata_type_is_named() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut w = Tiny::llama().gguf(&[])?;
     w.add_metadata("llama.embedding_length", "wide");
-    let err = expect_err(ModelConfig::from_gguf(&gguf::open(&write(dir.path(), &w)?)?))?;
-    assert_mentions(&err, &["`llama.embedding_length`", "non-negative integer, found a string"])
+    let err = expect_err(ModelConfig::from_gguf(&gguf::open(&write(
+        dir.path(),
+        &w,
+    )?)?))?;
+    assert_mentions(
+        &err,
+        &[
+            "`llama.embedding_length`",
+            "non-negative integer, found a string",
+        ],
+    )
 }
 
 #[test]
@@ -438,7 +560,10 @@ fn rope_scaling_type_is_refused() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut w = Tiny::llama().gguf(&[])?;
     w.add_metadata("llama.rope.scaling.type", "yarn");
-    let err = expect_err(ModelConfig::from_gguf(&gguf::open(&write(dir.path(), &w)?)?))?;
+    let err = expect_err(ModelConfig::from_gguf(&gguf::open(&write(
+        dir.path(),
+        &w,
+    )?)?))?;
     assert_mentions(&err, &["`llama.rope.scaling.type`", "yarn"])
 }
 

@@ -5,7 +5,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{assert_mentions, expect_err, hf_config, hf_tensors, write_hf_folder, write_safetensors, StTensor, Tiny};
+use common::{
+    assert_mentions, expect_err, hf_config, hf_tensors, write_hf_folder, write_safetensors,
+    StTensor, Tiny,
+};
 use safetensors::Dtype;
 use tessera_formats::{Architecture, FormatError, ModelConfig, ModelFiles, RopeScaling, RopeStyle};
 use tessera_kernels::DType;
@@ -28,7 +31,10 @@ fn single_file_loads_and_maps_names() -> anyhow::Result<()> {
 
     assert_eq!(config.architecture, Architecture::Llama);
     assert_eq!(config.rope_style, RopeStyle::HalfSplit);
-    assert_eq!((config.head_dim, config.rope_theta, config.rms_norm_eps), (8, 500_000.0, 1e-5));
+    assert_eq!(
+        (config.head_dim, config.rope_theta, config.rms_norm_eps),
+        (8, 500_000.0, 1e-5)
+    );
     assert!(config.tie_word_embeddings && !config.qkv_bias);
 
     // Tied: lm_head is ignored; inv_freq is not a weight Tessera reads.
@@ -39,9 +45,15 @@ fn single_file_loads_and_maps_names() -> anyhow::Result<()> {
 
     // The mapped range holds exactly the bytes written for that tensor.
     let written = hf_tensors(&tiny, Dtype::BF16);
-    let source = written.iter().find(|t| t.name == "model.layers.1.self_attn.q_proj.weight").expect("written");
+    let source = written
+        .iter()
+        .find(|t| t.name == "model.layers.1.self_attn.q_proj.weight")
+        .expect("written");
     assert_eq!(store.bytes(q), &source.data[..]);
-    for (name, shape) in [("token_embd.weight", vec![16, 32]), ("blk.0.ffn_down.weight", vec![32, 64])] {
+    for (name, shape) in [
+        ("token_embd.weight", vec![16, 32]),
+        ("blk.0.ffn_down.weight", vec![32, 64]),
+    ] {
         store.expect(name, &shape)?;
     }
     store.expect("blk.0.attn_norm.weight", &[32])?;
@@ -76,10 +88,17 @@ fn qwen2_untied_with_biases() -> anyhow::Result<()> {
 
 /// Writes `tiny`'s tensors split over two shards, with an index.
 fn write_sharded(dir: &Path, tiny: &Tiny) -> anyhow::Result<()> {
-    std::fs::write(dir.join("config.json"), serde_json::to_string(&hf_config(tiny))?)?;
-    let (first, second): (Vec<StTensor>, Vec<StTensor>) =
-        hf_tensors(tiny, Dtype::BF16).into_iter().partition(|t| !t.name.starts_with("model.layers.1."));
-    let names = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"];
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string(&hf_config(tiny))?,
+    )?;
+    let (first, second): (Vec<StTensor>, Vec<StTensor>) = hf_tensors(tiny, Dtype::BF16)
+        .into_iter()
+        .partition(|t| !t.name.starts_with("model.layers.1."));
+    let names = [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ];
     let mut weight_map = serde_json::Map::new();
     for (name, tensors) in names.iter().zip([&first, &second]) {
         write_safetensors(&dir.join(name), tensors)?;
@@ -88,7 +107,10 @@ fn write_sharded(dir: &Path, tiny: &Tiny) -> anyhow::Result<()> {
         }
     }
     let index = serde_json::json!({ "metadata": { "total_size": 0 }, "weight_map": weight_map });
-    std::fs::write(dir.join("model.safetensors.index.json"), serde_json::to_string(&index)?)?;
+    std::fs::write(
+        dir.join("model.safetensors.index.json"),
+        serde_json::to_string(&index)?,
+    )?;
     Ok(())
 }
 
@@ -111,7 +133,13 @@ fn missing_shard_is_named() -> anyhow::Result<()> {
     std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors"))?;
     let err = expect_err(ModelFiles::open_weights(dir.path()))?;
     assert!(matches!(err, FormatError::MissingFile { .. }), "{err:?}");
-    assert_mentions(&err, &["model-00002-of-00002.safetensors does not exist", "model.safetensors.index.json"])
+    assert_mentions(
+        &err,
+        &[
+            "model-00002-of-00002.safetensors does not exist",
+            "model.safetensors.index.json",
+        ],
+    )
 }
 
 #[test]
@@ -128,13 +156,23 @@ fn index_must_agree_with_shards() -> anyhow::Result<()> {
     assert_ne!(text, moved, "the index should have been edited");
     std::fs::write(&path, moved)?;
     let err = expect_err(ModelFiles::open_weights(dir.path()))?;
-    assert_mentions(&err, &["`model.norm.weight`", "model-00002-of-00002.safetensors", "does not hold it"])
+    assert_mentions(
+        &err,
+        &[
+            "`model.norm.weight`",
+            "model-00002-of-00002.safetensors",
+            "does not hold it",
+        ],
+    )
 }
 
 #[test]
 fn folder_without_weights() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("config.json"), serde_json::to_string(&hf_config(&Tiny::llama()))?)?;
+    std::fs::write(
+        dir.path().join("config.json"),
+        serde_json::to_string(&hf_config(&Tiny::llama()))?,
+    )?;
     let err = expect_err(ModelFiles::open_weights(dir.path()))?;
     assert_mentions(&err, &["model.safetensors does not exist"])
 }
@@ -145,12 +183,18 @@ fn unsupported_dtype_is_named() -> anyhow::Result<()> {
     let tiny = Tiny::llama();
     write_hf_folder(dir.path(), &tiny, Dtype::F32)?;
     let mut tensors = hf_tensors(&tiny, Dtype::F32);
-    let norm = tensors.iter_mut().find(|t| t.name == "model.norm.weight").expect("present");
+    let norm = tensors
+        .iter_mut()
+        .find(|t| t.name == "model.norm.weight")
+        .expect("present");
     *norm = StTensor::random("model.norm.weight", Dtype::I64, &[32], 9);
     write_safetensors(&dir.path().join("model.safetensors"), &tensors)?;
 
     let err = expect_err(ModelFiles::open_weights(dir.path()))?;
-    assert!(matches!(err, FormatError::UnsupportedDType { .. }), "{err:?}");
+    assert!(
+        matches!(err, FormatError::UnsupportedDType { .. }),
+        "{err:?}"
+    );
     assert_mentions(&err, &["model.safetensors", "`model.norm.weight`", "I64"])
 }
 
@@ -158,9 +202,21 @@ fn unsupported_dtype_is_named() -> anyhow::Result<()> {
 fn corrupt_safetensors_header() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     write_hf_folder(dir.path(), &Tiny::llama(), Dtype::F32)?;
-    std::fs::write(dir.path().join("model.safetensors"), b"\xff\xff\xff\xff\xff\xff\xff\x7f{}")?;
+    std::fs::write(
+        dir.path().join("model.safetensors"),
+        b"\xff\xff\xff\xff\xff\xff\xff\x7f{}",
+    )?;
     let err = expect_err(ModelFiles::open_weights(dir.path()))?;
-    assert!(matches!(err, FormatError::Malformed { format: "safetensors", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            FormatError::Malformed {
+                format: "safetensors",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_mentions(&err, &["model.safetensors"])
 }
 
@@ -169,8 +225,10 @@ fn missing_tensor_in_folder() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let tiny = Tiny::llama();
     write_hf_folder(dir.path(), &tiny, Dtype::F32)?;
-    let tensors: Vec<StTensor> =
-        hf_tensors(&tiny, Dtype::F32).into_iter().filter(|t| t.name != "model.layers.0.mlp.up_proj.weight").collect();
+    let tensors: Vec<StTensor> = hf_tensors(&tiny, Dtype::F32)
+        .into_iter()
+        .filter(|t| t.name != "model.layers.0.mlp.up_proj.weight")
+        .collect();
     write_safetensors(&dir.path().join("model.safetensors"), &tensors)?;
     let err = expect_err(ModelFiles::open_weights(dir.path()))?;
     assert_mentions(&err, &["`blk.0.ffn_up.weight`", "llama"])
@@ -183,7 +241,16 @@ fn bad_config_json() -> anyhow::Result<()> {
 
     std::fs::write(dir.path().join("config.json"), "{ \"hidden_size\": 32, ")?;
     let err = expect_err(ModelFiles::open_weights(dir.path()))?;
-    assert!(matches!(err, FormatError::Malformed { format: "config.json", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            FormatError::Malformed {
+                format: "config.json",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_mentions(&err, &["config.json", "EOF"])?;
 
     write_hf_folder(dir.path(), &Tiny::llama(), Dtype::F32)?;
@@ -195,7 +262,10 @@ fn bad_config_json() -> anyhow::Result<()> {
 
     edit_config(dir.path(), |c| c["num_attention_heads"] = (-4).into())?;
     let err = expect_err(ModelFiles::open_weights(dir.path()))?;
-    assert_mentions(&err, &["`num_attention_heads` must be a non-negative integer, found -4"])
+    assert_mentions(
+        &err,
+        &["`num_attention_heads` must be a non-negative integer, found -4"],
+    )
 }
 
 #[test]
@@ -204,7 +274,10 @@ fn unknown_model_type() -> anyhow::Result<()> {
     write_hf_folder(dir.path(), &Tiny::llama(), Dtype::F32)?;
     edit_config(dir.path(), |c| c["model_type"] = "gemma".into())?;
     let err = expect_err(ModelFiles::open_weights(dir.path()))?;
-    assert!(matches!(err, FormatError::UnsupportedArchitecture { .. }), "{err:?}");
+    assert!(
+        matches!(err, FormatError::UnsupportedArchitecture { .. }),
+        "{err:?}"
+    );
     assert_mentions(&err, &["config.json", "`gemma`"])
 }
 
@@ -217,7 +290,10 @@ fn architectures_list_is_the_fallback() -> anyhow::Result<()> {
     assert!(parsed.qkv_bias);
 
     config["architectures"] = serde_json::json!(["GPTNeoXForCausalLM"]);
-    let err = expect_err(ModelConfig::from_hf_json(Path::new("config.json"), &config.to_string()))?;
+    let err = expect_err(ModelConfig::from_hf_json(
+        Path::new("config.json"),
+        &config.to_string(),
+    ))?;
     assert_mentions(&err, &["GPTNeoXForCausalLM"])
 }
 
@@ -238,23 +314,40 @@ fn llama3_rope_scaling() -> anyhow::Result<()> {
     assert_eq!(parsed.rope_scaling, Some(expected));
 
     config["rope_scaling"] = serde_json::json!({ "type": "yarn", "factor": 4.0 });
-    let err = expect_err(ModelConfig::from_hf_json(Path::new("config.json"), &config.to_string()))?;
-    assert_mentions(&err, &["`rope_scaling.rope_type`", "`yarn` is not supported"])?;
+    let err = expect_err(ModelConfig::from_hf_json(
+        Path::new("config.json"),
+        &config.to_string(),
+    ))?;
+    assert_mentions(
+        &err,
+        &["`rope_scaling.rope_type`", "`yarn` is not supported"],
+    )?;
 
     config["rope_scaling"] = serde_json::json!({ "rope_type": "llama3", "factor": 8.0 });
-    let err = expect_err(ModelConfig::from_hf_json(Path::new("config.json"), &config.to_string()))?;
+    let err = expect_err(ModelConfig::from_hf_json(
+        Path::new("config.json"),
+        &config.to_string(),
+    ))?;
     assert_mentions(&err, &["`rope_scaling.low_freq_factor` is missing"])
 }
 
 #[test]
 fn explicit_head_dim_and_kv_default() -> anyhow::Result<()> {
     let mut config = hf_config(&Tiny::llama());
-    config.as_object_mut().map(|o| o.remove("num_key_value_heads"));
+    config
+        .as_object_mut()
+        .map(|o| o.remove("num_key_value_heads"));
     config["head_dim"] = 8.into();
     let parsed = ModelConfig::from_hf_json(Path::new("config.json"), &config.to_string())?;
     assert_eq!((parsed.num_kv_heads, parsed.head_dim), (4, 8));
 
     config["head_dim"] = 6.into();
-    let err = expect_err(ModelConfig::from_hf_json(Path::new("config.json"), &config.to_string()))?;
-    assert_mentions(&err, &["`hidden_size` (32) must equal num_heads (4) * head_dim (6)"])
+    let err = expect_err(ModelConfig::from_hf_json(
+        Path::new("config.json"),
+        &config.to_string(),
+    ))?;
+    assert_mentions(
+        &err,
+        &["`hidden_size` (32) must equal num_heads (4) * head_dim (6)"],
+    )
 }

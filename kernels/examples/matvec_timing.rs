@@ -4,16 +4,30 @@ use tessera_kernels::{cpu, quant, DType, WeightView};
 
 fn time(dtype: DType, rows: usize, cols: usize, n: usize, iters: usize) {
     let mut s = 12345u64;
-    let mut rnd = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; (s % 2000) as f32 / 1000.0 - 1.0 };
-    let data: Vec<u8> = (0..rows).flat_map(|_| { let r: Vec<f32> = (0..cols).map(|_| rnd()).collect(); quant::quantize_row(dtype, &r) }).collect();
+    let mut rnd = || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s % 2000) as f32 / 1000.0 - 1.0
+    };
+    let data: Vec<u8> = (0..rows)
+        .flat_map(|_| {
+            let r: Vec<f32> = (0..cols).map(|_| rnd()).collect();
+            quant::quantize_row(dtype, &r)
+        })
+        .collect();
     let w = WeightView::new(dtype, rows, cols, &data).unwrap();
     let x: Vec<f32> = (0..n * cols).map(|_| rnd()).collect();
     let mut y = vec![0.0; n * rows];
-    for _ in 0..3 { cpu::matmul(&w, &x, n, &mut y); }
+    for _ in 0..3 {
+        cpu::matmul(&w, &x, n, &mut y);
+    }
     let mut dt = f64::MAX;
     for _ in 0..20 {
         let t = Instant::now();
-        for _ in 0..iters / 20 + 1 { cpu::matmul(&w, &x, n, &mut y); }
+        for _ in 0..iters / 20 + 1 {
+            cpu::matmul(&w, &x, n, &mut y);
+        }
         dt = dt.min(t.elapsed().as_secs_f64() / (iters / 20 + 1) as f64);
     }
     let macs = (rows * cols * n) as f64;
@@ -21,12 +35,19 @@ fn time(dtype: DType, rows: usize, cols: usize, n: usize, iters: usize) {
 }
 
 fn main() {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
     pool.install(|| {
         let args: Vec<String> = std::env::args().collect();
         let only = args.get(1).cloned();
         for dtype in DType::ALL {
-            if let Some(o) = &only { if *o != dtype.to_string() { continue; } }
+            if let Some(o) = &only {
+                if *o != dtype.to_string() {
+                    continue;
+                }
+            }
             time(dtype, 576, 1536, 1, 2000);
         }
         time(DType::Q8_0, 49152, 576, 1, 20);

@@ -81,9 +81,16 @@ pub(crate) fn pack_scale_min_k4(sc: &[u8; 8], m: &[u8; 8]) -> [u8; 12] {
 #[track_caller]
 pub(crate) fn check_row(dtype: crate::DType, src: &[u8], n: usize) {
     let Some(bytes) = dtype.bytes_for(n) else {
-        panic!("{dtype} row of {n} elements is not a multiple of {}", dtype.block_size());
+        panic!(
+            "{dtype} row of {n} elements is not a multiple of {}",
+            dtype.block_size()
+        );
     };
-    assert_eq!(src.len(), bytes, "{dtype} row of {n} elements needs {bytes} bytes");
+    assert_eq!(
+        src.len(),
+        bytes,
+        "{dtype} row of {n} elements needs {bytes} bytes"
+    );
 }
 
 #[cfg(test)]

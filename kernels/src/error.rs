@@ -5,10 +5,20 @@
 pub enum KernelError {
     /// A row length that is not a whole number of quantization blocks.
     #[error("{dtype} rows must hold a multiple of {block} elements, got {cols}")]
-    RowNotBlockAligned { dtype: crate::DType, block: usize, cols: usize },
+    RowNotBlockAligned {
+        dtype: crate::DType,
+        block: usize,
+        cols: usize,
+    },
     /// A byte buffer whose length disagrees with the shape.
     #[error("{dtype} matrix [{rows}, {cols}] needs {expected} bytes, got {actual}")]
-    ByteLength { dtype: crate::DType, rows: usize, cols: usize, expected: usize, actual: usize },
+    ByteLength {
+        dtype: crate::DType,
+        rows: usize,
+        cols: usize,
+        expected: usize,
+        actual: usize,
+    },
 }
 
 impl KernelError {

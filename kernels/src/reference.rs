@@ -41,8 +41,18 @@ pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) {
 /// `x` is `[n, w.cols]` and `y` is `[n, w.rows]`, both f32 row-major. Panics
 /// when their lengths disagree with `n` and `w`'s shape (a caller bug).
 pub fn matmul(w: &WeightView<'_>, x: &[f32], n: usize, y: &mut [f32]) {
-    assert_eq!(x.len(), n * w.cols, "x must be [n = {n}, cols = {}]", w.cols);
-    assert_eq!(y.len(), n * w.rows, "y must be [n = {n}, rows = {}]", w.rows);
+    assert_eq!(
+        x.len(),
+        n * w.cols,
+        "x must be [n = {n}, cols = {}]",
+        w.cols
+    );
+    assert_eq!(
+        y.len(),
+        n * w.rows,
+        "y must be [n = {n}, rows = {}]",
+        w.rows
+    );
     if w.cols == 0 {
         // An empty sum; also keeps `chunks_exact` below away from a zero size.
         y.fill(0.0);
@@ -52,7 +62,11 @@ pub fn matmul(w: &WeightView<'_>, x: &[f32], n: usize, y: &mut [f32]) {
     for r in 0..w.rows {
         dequantize_row(w.dtype, w.row(r), &mut row);
         for (i, xi) in x.chunks_exact(w.cols).enumerate() {
-            let dot: f64 = row.iter().zip(xi).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+            let dot: f64 = row
+                .iter()
+                .zip(xi)
+                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .sum();
             y[i * w.rows + r] = dot as f32;
         }
     }

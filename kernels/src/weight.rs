@@ -17,18 +17,36 @@ pub struct WeightView<'a> {
 
 impl<'a> WeightView<'a> {
     /// Checks that `data` holds exactly `rows` rows of `cols` elements.
-    pub fn new(dtype: DType, rows: usize, cols: usize, data: &'a [u8]) -> Result<Self, KernelError> {
-        let row_bytes = dtype.bytes_for(cols).ok_or(KernelError::RowNotBlockAligned {
-            dtype,
-            block: dtype.block_size(),
-            cols,
-        })?;
+    pub fn new(
+        dtype: DType,
+        rows: usize,
+        cols: usize,
+        data: &'a [u8],
+    ) -> Result<Self, KernelError> {
+        let row_bytes = dtype
+            .bytes_for(cols)
+            .ok_or(KernelError::RowNotBlockAligned {
+                dtype,
+                block: dtype.block_size(),
+                cols,
+            })?;
         // Saturating: a shape too large to address can never match `data`.
         let expected = row_bytes.saturating_mul(rows);
         if data.len() != expected {
-            return Err(KernelError::ByteLength { dtype, rows, cols, expected, actual: data.len() });
+            return Err(KernelError::ByteLength {
+                dtype,
+                rows,
+                cols,
+                expected,
+                actual: data.len(),
+            });
         }
-        Ok(Self { dtype, rows, cols, data })
+        Ok(Self {
+            dtype,
+            rows,
+            cols,
+            data,
+        })
     }
 
     /// Bytes in one encoded row.

@@ -30,7 +30,10 @@ fn dequantize_matches_reference_bit_for_bit() -> Result<()> {
                 cpu::dequantize_row(dtype, src, &mut fast);
                 reference::dequantize_row(dtype, src, &mut plain);
                 for (j, (&f, &p)) in fast.iter().zip(&plain).enumerate() {
-                    ensure!(common::same_bits(f, p), "{dtype} cols {cols} element {j}: {f} vs {p}");
+                    ensure!(
+                        common::same_bits(f, p),
+                        "{dtype} cols {cols} element {j}: {f} vs {p}"
+                    );
                 }
             }
         }
@@ -47,8 +50,11 @@ fn magnitudes(w: &WeightView<'_>, x: &[f32], n: usize) -> Vec<f64> {
         reference::dequantize_row(w.dtype, w.row(r), &mut row);
         for i in 0..n {
             let xi = &x[i * w.cols..(i + 1) * w.cols];
-            out[i * w.rows + r] =
-                row.iter().zip(xi).map(|(&a, &b)| f64::from(a.abs()) * f64::from(b.abs())).sum();
+            out[i * w.rows + r] = row
+                .iter()
+                .zip(xi)
+                .map(|(&a, &b)| f64::from(a.abs()) * f64::from(b.abs()))
+                .sum();
         }
     }
     out
@@ -67,7 +73,12 @@ fn check_matmul(seed: u64, dtype: DType, rows: usize, cols: usize, n: usize) -> 
     // f32 accumulation over 32 lanes: each lane sums cols / 32 products.
     let eps = f64::from(f32::EPSILON);
     let bound = (cols as f64 / 32.0 + 8.0) * eps;
-    for (k, ((&f, &p), &mag)) in fast.iter().zip(&plain).zip(&magnitudes(&w, &x, n)).enumerate() {
+    for (k, ((&f, &p), &mag)) in fast
+        .iter()
+        .zip(&plain)
+        .zip(&magnitudes(&w, &x, n))
+        .enumerate()
+    {
         let err = (f64::from(f) - f64::from(p)).abs();
         ensure!(
             err <= bound * mag + 1e-30,
@@ -98,7 +109,12 @@ fn large_matrices_split_across_threads() -> Result<()> {
     // Big enough to be cut into many tasks, with remainders; run in a pool of
     // three threads and in the global pool.
     let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build()?;
-    for (seed, dtype) in [(1, DType::Q4_1), (2, DType::Q8_0), (3, DType::Q6K), (4, DType::F16)] {
+    for (seed, dtype) in [
+        (1, DType::Q4_1),
+        (2, DType::Q8_0),
+        (3, DType::Q6K),
+        (4, DType::F16),
+    ] {
         pool.install(|| check_matmul(seed, dtype, 1001, 512, 1))?;
         pool.install(|| check_matmul(seed, dtype, 517, 512, 5))?;
         check_matmul(seed, dtype, 999, 768, 1)?;

@@ -21,7 +21,10 @@ fn check(dtype: DType, block: &[u8], expected: &[f32]) -> Result<()> {
         cpu::dequantize_row(dtype, src, &mut fast);
         reference::dequantize_row(dtype, src, &mut plain);
         for (j, ((&e, &f), &p)) in expected.iter().zip(&fast).zip(&plain).enumerate() {
-            ensure!(p == e, "{dtype} reference element {j}: got {p}, expected {e}");
+            ensure!(
+                p == e,
+                "{dtype} reference element {j}: got {p}, expected {e}"
+            );
             ensure!(f == e, "{dtype} cpu element {j}: got {f}, expected {e}");
         }
     }
@@ -41,7 +44,9 @@ fn plain_floats() -> Result<()> {
 
     // f16: 1, -2.5, 0, the largest normal, the smallest subnormal, and a
     // value needing all ten mantissa bits.
-    let f16_bytes = [0x00, 0x3C, 0x00, 0xC1, 0x00, 0x00, 0xFF, 0x7B, 0x01, 0x00, 0x66, 0xAE];
+    let f16_bytes = [
+        0x00, 0x3C, 0x00, 0xC1, 0x00, 0x00, 0xFF, 0x7B, 0x01, 0x00, 0x66, 0xAE,
+    ];
     let f16_values = [1.0, -2.5, 0.0, 65504.0, 2f32.powi(-24), -0.099975586];
     check(DType::F16, &f16_bytes, &f16_values)?;
 
@@ -67,8 +72,10 @@ fn q4_0() -> Result<()> {
     // d = 1: element j (j < 16) is j - 8, element j + 16 is (15 - j) - 8.
     let mut block = f16_le(1.0).to_vec();
     block.extend(ramp_nibbles());
-    let expected: Vec<f32> =
-        (0..16).map(|j| j as f32 - 8.0).chain((0..16).map(|j| 7.0 - j as f32)).collect();
+    let expected: Vec<f32> = (0..16)
+        .map(|j| j as f32 - 8.0)
+        .chain((0..16).map(|j| 7.0 - j as f32))
+        .collect();
     check(DType::Q4_0, &block, &expected)
 }
 
@@ -152,7 +159,14 @@ fn q4_k() -> Result<()> {
     let mut block = [f16_le(1.0), f16_le(0.5)].concat();
     block.extend(K_SCALES);
     block.extend(k_qs());
-    let quants = [(0, 0, 1.0), (1, 0, 2.0), (2, 5, 3.0), (3, 5, 15.0), (6, 31, 15.0), (7, 31, 7.0)];
+    let quants = [
+        (0, 0, 1.0),
+        (1, 0, 2.0),
+        (2, 5, 3.0),
+        (3, 5, 15.0),
+        (6, 31, 15.0),
+        (7, 31, 7.0),
+    ];
     let expected = k_expected(&quants);
     // Spot values worked by hand, so the helper above is checked too.
     ensure!(expected[0] == 1.0 && expected[32] == 3.5 && expected[255] == 421.0);
@@ -194,7 +208,8 @@ fn q6_k() -> Result<()> {
     // - ql[17] = 0x01: element 17 gets 1;
     // - second half: ql[64 + 32 + 20] = 0x0A, qh[32 + 20] = 0b0000_1000:
     //   element 128 + 32 + 20 = 180 gets 10 | 2 << 4 = 42.
-    let scales: [i8; 16] = std::array::from_fn(|i| (i as i8 / 2 + 1) * if i % 2 == 0 { 1 } else { -1 });
+    let scales: [i8; 16] =
+        std::array::from_fn(|i| (i as i8 / 2 + 1) * if i % 2 == 0 { 1 } else { -1 });
     let mut ql = [0u8; 128];
     let mut qh = [0u8; 64];
     ql[0] = 0x5F;
@@ -212,8 +227,9 @@ fn q6_k() -> Result<()> {
     q[64] = 37;
     q[17] = 1;
     q[180] = 42;
-    let expected: Vec<f32> =
-        (0..256).map(|i| 0.25 * f32::from(scales[i / 16]) * (q[i] - 32) as f32).collect();
+    let expected: Vec<f32> = (0..256)
+        .map(|i| 0.25 * f32::from(scales[i / 16]) * (q[i] - 32) as f32)
+        .collect();
     ensure!(expected[0] == 7.75 && expected[64] == 3.75 && expected[17] == 7.75);
     ensure!(expected[180] == -15.0 && expected[244] == 64.0 && expected[32] == -16.0);
     check(DType::Q6K, &block, &expected)

@@ -18,7 +18,13 @@ fn accepts_matching_bytes() -> Result<()> {
 #[test]
 fn rejects_rows_that_are_not_whole_blocks() -> Result<()> {
     match WeightView::new(DType::Q4K, 2, 300, &[0u8; 288]) {
-        Err(e @ KernelError::RowNotBlockAligned { block: 256, cols: 300, .. }) => {
+        Err(
+            e @ KernelError::RowNotBlockAligned {
+                block: 256,
+                cols: 300,
+                ..
+            },
+        ) => {
             ensure!(e.label() == "row_not_block_aligned");
             ensure!(e.to_string().contains("Q4_K"), "{e}");
             Ok(())
@@ -44,6 +50,9 @@ fn rejects_wrong_byte_length() -> Result<()> {
 #[test]
 fn absurd_shapes_are_an_error_not_an_overflow() -> Result<()> {
     let result = WeightView::new(DType::F32, usize::MAX / 2, 8, &[0u8; 32]);
-    ensure!(matches!(result, Err(KernelError::ByteLength { .. })), "{result:?}");
+    ensure!(
+        matches!(result, Err(KernelError::ByteLength { .. })),
+        "{result:?}"
+    );
     Ok(())
 }

@@ -54,4 +54,3 @@ pub use shard::v1::shard_server::{Shard, ShardServer};
 /// .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)`.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/tessera_descriptor.bin"));
-

@@ -20,12 +20,20 @@ fn descriptor_set_holds_both_services() -> anyhow::Result<()> {
     let fds = FileDescriptorSet::decode(tessera_proto::FILE_DESCRIPTOR_SET)?;
 
     let public = methods(&fds, "tessera.v1", "Generation");
-    let expected =
-        ["Generate", "GenerateStream", "Chat", "ChatStream", "Tokenize", "ModelInfo"];
+    let expected = [
+        "Generate",
+        "GenerateStream",
+        "Chat",
+        "ChatStream",
+        "Tokenize",
+        "ModelInfo",
+    ];
     assert_eq!(public, expected);
 
     let shard = methods(&fds, "tessera.shard.v1", "Shard");
-    let expected = ["Info", "Health", "Join", "Prefill", "Decode", "Release", "Shutdown"];
+    let expected = [
+        "Info", "Health", "Join", "Prefill", "Decode", "Release", "Shutdown",
+    ];
     assert_eq!(shard, expected);
     Ok(())
 }

@@ -59,7 +59,10 @@ impl Mock {
 
     /// Metadata of the requests so far.
     pub fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().expect("no test thread panics holding the lock").clone()
+        self.seen
+            .lock()
+            .expect("no test thread panics holding the lock")
+            .clone()
     }
 }
 
@@ -101,13 +104,18 @@ impl MockGeneration {
             authorization: get("authorization"),
             grpc_timeout: get("grpc-timeout"),
         };
-        self.seen.lock().expect("no test thread panics holding the lock").push(seen);
+        self.seen
+            .lock()
+            .expect("no test thread panics holding the lock")
+            .push(seen);
     }
 
     fn stream(&self, prompt: &str) -> Result<ChunkStream, Status> {
         let (tx, rx) = mpsc::channel(1);
         if let Some(n) = prompt.strip_prefix("count:") {
-            let n: u32 = n.parse().map_err(|_| Status::invalid_argument("bad count"))?;
+            let n: u32 = n
+                .parse()
+                .map_err(|_| Status::invalid_argument("bad count"))?;
             tokio::spawn(count(tx, n));
         } else if prompt == "stall" {
             tokio::spawn(stall(tx));
@@ -200,7 +208,9 @@ impl Generation for MockGeneration {
         request: Request<GenerateRequest>,
     ) -> Result<Response<GenerateResponse>, Status> {
         self.record(&request);
-        answer(prompt_text(request.get_ref())?).await.map(Response::new)
+        answer(prompt_text(request.get_ref())?)
+            .await
+            .map(Response::new)
     }
 
     type GenerateStreamStream = ChunkStream;
@@ -210,12 +220,18 @@ impl Generation for MockGeneration {
         request: Request<GenerateRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
         self.record(&request);
-        self.stream(prompt_text(request.get_ref())?).map(Response::new)
+        self.stream(prompt_text(request.get_ref())?)
+            .map(Response::new)
     }
 
-    async fn chat(&self, request: Request<ChatRequest>) -> Result<Response<GenerateResponse>, Status> {
+    async fn chat(
+        &self,
+        request: Request<ChatRequest>,
+    ) -> Result<Response<GenerateResponse>, Status> {
         self.record(&request);
-        answer(last_message(request.get_ref())?).await.map(Response::new)
+        answer(last_message(request.get_ref())?)
+            .await
+            .map(Response::new)
     }
 
     type ChatStreamStream = ChunkStream;
@@ -225,7 +241,8 @@ impl Generation for MockGeneration {
         request: Request<ChatRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
         self.record(&request);
-        self.stream(last_message(request.get_ref())?).map(Response::new)
+        self.stream(last_message(request.get_ref())?)
+            .map(Response::new)
     }
 
     async fn tokenize(

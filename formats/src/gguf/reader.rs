@@ -270,6 +270,8 @@ impl Layout<'_> {
     }
 
     /// Checks a tensor's type, size, alignment and range.
+    // TODO(MSRV 1.87): use `is_multiple_of`; the workspace declares 1.85.
+    #[allow(clippy::manual_is_multiple_of)]
     fn locate(&self, raw: RawTensorInfo) -> Result<GgufTensor, FormatError> {
         let name = &raw.name;
         let dtype =

@@ -17,17 +17,23 @@ use tessera_kernels::DType;
 
 /// The SmolLM2 GGUF, if `scripts/` has fetched it.
 pub fn real_model() -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
     if path.is_file() {
         Some(path)
     } else {
-        println!("SKIPPED: {} is absent; run the model fetch script", path.display());
+        println!(
+            "SKIPPED: {} is absent; run the model fetch script",
+            path.display()
+        );
         None
     }
 }
 
 /// The error of `result`, or a test failure if it succeeded.
-pub fn expect_err<T: std::fmt::Debug>(result: Result<T, FormatError>) -> anyhow::Result<FormatError> {
+pub fn expect_err<T: std::fmt::Debug>(
+    result: Result<T, FormatError>,
+) -> anyhow::Result<FormatError> {
     match result {
         Ok(v) => bail!("expected an error, got {v:?}"),
         Err(e) => Ok(e),
@@ -79,12 +85,25 @@ impl Tiny {
     /// A llama-shaped model small enough to write in milliseconds. `hidden`
     /// is 32 so that Q8_0 blocks fit along rows.
     pub fn llama() -> Self {
-        Self { arch: "llama", hidden: 32, heads: 4, kv_heads: 2, ffn: 64, layers: 2, vocab: 16, tied: true }
+        Self {
+            arch: "llama",
+            hidden: 32,
+            heads: 4,
+            kv_heads: 2,
+            ffn: 64,
+            layers: 2,
+            vocab: 16,
+            tied: true,
+        }
     }
 
     /// The Qwen2 variant: q/k/v biases and an untied LM head.
     pub fn qwen2() -> Self {
-        Self { arch: "qwen2", tied: false, ..Self::llama() }
+        Self {
+            arch: "qwen2",
+            tied: false,
+            ..Self::llama()
+        }
     }
 
     pub fn head_dim(&self) -> usize {
@@ -101,10 +120,19 @@ impl Tiny {
             (format!("{a}.context_length"), 128u32.into()),
             (format!("{a}.embedding_length"), (self.hidden as u32).into()),
             (format!("{a}.feed_forward_length"), (self.ffn as u32).into()),
-            (format!("{a}.attention.head_count"), (self.heads as u32).into()),
-            (format!("{a}.attention.head_count_kv"), (self.kv_heads as u32).into()),
+            (
+                format!("{a}.attention.head_count"),
+                (self.heads as u32).into(),
+            ),
+            (
+                format!("{a}.attention.head_count_kv"),
+                (self.kv_heads as u32).into(),
+            ),
             (format!("{a}.rope.freq_base"), 10_000.0f32.into()),
-            (format!("{a}.attention.layer_norm_rms_epsilon"), 1e-6f32.into()),
+            (
+                format!("{a}.attention.layer_norm_rms_epsilon"),
+                1e-6f32.into(),
+            ),
             (format!("{a}.vocab_size"), (self.vocab as u32).into()),
         ]
     }
@@ -114,7 +142,11 @@ impl Tiny {
         let (h, f) = (self.hidden, self.ffn);
         let q = self.heads * self.head_dim();
         let kv = self.kv_heads * self.head_dim();
-        let mut out = vec![("token_embd.weight".to_string(), DType::Q8_0, vec![self.vocab, h])];
+        let mut out = vec![(
+            "token_embd.weight".to_string(),
+            DType::Q8_0,
+            vec![self.vocab, h],
+        )];
         for i in 0..self.layers {
             let mut layer = vec![
                 ("attn_norm.weight", DType::F32, vec![h]),
@@ -134,7 +166,11 @@ impl Tiny {
                     ("attn_v.bias", DType::F32, vec![kv]),
                 ]);
             }
-            out.extend(layer.into_iter().map(|(n, d, s)| (format!("blk.{i}.{n}"), d, s)));
+            out.extend(
+                layer
+                    .into_iter()
+                    .map(|(n, d, s)| (format!("blk.{i}.{n}"), d, s)),
+            );
         }
         out.push(("output_norm.weight".into(), DType::F32, vec![h]));
         if !self.tied {
@@ -157,7 +193,9 @@ impl Tiny {
                 continue;
             }
             let numel: usize = shape.iter().product();
-            let bytes = dtype.bytes_for(numel).ok_or_else(|| anyhow!("{name}: partial block"))?;
+            let bytes = dtype
+                .bytes_for(numel)
+                .ok_or_else(|| anyhow!("{name}: partial block"))?;
             let data: Vec<u8> = (0..bytes).map(|_| rng.random()).collect();
             w.add_tensor(name, dtype, &shape, data);
         }
@@ -184,8 +222,15 @@ impl StTensor {
     pub fn random(name: &str, dtype: Dtype, shape: &[usize], seed: u64) -> Self {
         let numel: usize = shape.iter().product();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let data = (0..numel * dtype.bitsize() / 8).map(|_| rng.random()).collect();
-        Self { name: name.to_string(), dtype, shape: shape.to_vec(), data }
+        let data = (0..numel * dtype.bitsize() / 8)
+            .map(|_| rng.random())
+            .collect();
+        Self {
+            name: name.to_string(),
+            dtype,
+            shape: shape.to_vec(),
+            data,
+        }
     }
 }
 
@@ -193,7 +238,12 @@ impl StTensor {
 pub fn write_safetensors(path: &Path, tensors: &[StTensor]) -> anyhow::Result<()> {
     let views = tensors
         .iter()
-        .map(|t| Ok((t.name.clone(), TensorView::new(t.dtype, t.shape.clone(), &t.data)?)))
+        .map(|t| {
+            Ok((
+                t.name.clone(),
+                TensorView::new(t.dtype, t.shape.clone(), &t.data)?,
+            ))
+        })
         .collect::<anyhow::Result<HashMap<_, _>>>()?;
     let bytes = safetensors::serialize(&views, None)?;
     std::fs::write(path, bytes)?;
@@ -242,7 +292,10 @@ pub fn hf_tensors(tiny: &Tiny, dtype: Dtype) -> Vec<StTensor> {
             (format!("{p}.mlp.gate_proj.weight"), vec![f, h]),
             (format!("{p}.mlp.up_proj.weight"), vec![f, h]),
             (format!("{p}.mlp.down_proj.weight"), vec![h, f]),
-            (format!("{p}.self_attn.rotary_emb.inv_freq"), vec![tiny.head_dim() / 2]),
+            (
+                format!("{p}.self_attn.rotary_emb.inv_freq"),
+                vec![tiny.head_dim() / 2],
+            ),
         ]);
         if tiny.arch == "qwen2" {
             specs.extend([
@@ -252,11 +305,18 @@ pub fn hf_tensors(tiny: &Tiny, dtype: Dtype) -> Vec<StTensor> {
             ]);
         }
     }
-    specs.iter().enumerate().map(|(i, (name, shape))| StTensor::random(name, dtype, shape, i as u64)).collect()
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, (name, shape))| StTensor::random(name, dtype, shape, i as u64))
+        .collect()
 }
 
 /// Writes a single-file Hugging Face folder for `tiny` into `dir`.
 pub fn write_hf_folder(dir: &Path, tiny: &Tiny, dtype: Dtype) -> anyhow::Result<()> {
-    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&hf_config(tiny))?)?;
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&hf_config(tiny))?,
+    )?;
     write_safetensors(&dir.join("model.safetensors"), &hf_tensors(tiny, dtype))
 }

@@ -38,7 +38,11 @@ pub(super) fn f16_to_f32(h: u16) -> f32 {
     let magnitude = (h & 0x7FFF) << 13;
     let finite = f32::from_bits(magnitude) * TWO_POW_112;
     let special = f32::from_bits(magnitude | 0x7F80_0000);
-    let value = if h & 0x7C00 == 0x7C00 { special } else { finite };
+    let value = if h & 0x7C00 == 0x7C00 {
+        special
+    } else {
+        finite
+    };
     f32::from_bits(value.to_bits() | ((h & 0x8000) << 16))
 }
 

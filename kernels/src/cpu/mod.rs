@@ -67,7 +67,12 @@ pub fn matmul(w: &WeightView<'_>, x: &[f32], n: usize, y: &mut [f32]) {
     let chunk = rows_per_task(w.rows, w.cols, n);
     let mut yt = vec![0.0f32; w.rows * n];
     for_each_chunk(&mut yt, chunk * n, |c, yt| {
-        let task = MatmulTask { w: *w, x, n, row0: c * chunk };
+        let task = MatmulTask {
+            w: *w,
+            x,
+            n,
+            row0: c * chunk,
+        };
         isa.matmul_rows(task, yt);
     });
 
@@ -97,10 +102,29 @@ pub fn matvec(w: &WeightView<'_>, x: &[f32], y: &mut [f32]) {
 #[track_caller]
 fn check_matmul(w: &WeightView<'_>, x: &[f32], n: usize, y: &[f32]) {
     let row_bytes = w.dtype.bytes_for(w.cols);
-    assert!(row_bytes.is_some(), "{} cols must be whole {} blocks", w.cols, w.dtype);
-    assert_eq!(Some(w.data.len()), row_bytes.map(|b| b * w.rows), "weight bytes vs shape");
-    assert_eq!(x.len(), n * w.cols, "x must be [n = {n}, cols = {}]", w.cols);
-    assert_eq!(y.len(), n * w.rows, "y must be [n = {n}, rows = {}]", w.rows);
+    assert!(
+        row_bytes.is_some(),
+        "{} cols must be whole {} blocks",
+        w.cols,
+        w.dtype
+    );
+    assert_eq!(
+        Some(w.data.len()),
+        row_bytes.map(|b| b * w.rows),
+        "weight bytes vs shape"
+    );
+    assert_eq!(
+        x.len(),
+        n * w.cols,
+        "x must be [n = {n}, cols = {}]",
+        w.cols
+    );
+    assert_eq!(
+        y.len(),
+        n * w.rows,
+        "y must be [n = {n}, rows = {}]",
+        w.rows
+    );
 }
 
 /// Output rows per task: enough work to outweigh handing the task over, and
@@ -117,7 +141,9 @@ fn for_each_chunk(out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) +
     if out.len() <= chunk {
         f(0, out);
     } else {
-        out.par_chunks_mut(chunk).enumerate().for_each(|(c, piece)| f(c, piece));
+        out.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(c, piece)| f(c, piece));
     }
 }
 

@@ -41,7 +41,6 @@ macro_rules! with_codec {
     };
 }
 
-
 /// The portable kernels; available everywhere.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Portable;
@@ -99,10 +98,7 @@ fn mac_lanes<const FMA: bool>(acc: &mut [f32; LANES], w: &[f32], x: &[f32]) {
 /// decoded into a stack buffer and consumed at once, so the row is never
 /// materialised.
 #[inline(always)]
-fn dot_encoded<C, const E: usize, const B: usize, const FMA: bool>(
-    row: &[u8],
-    x: &[f32],
-) -> f32
+fn dot_encoded<C, const E: usize, const B: usize, const FMA: bool>(row: &[u8], x: &[f32]) -> f32
 where
     C: Codec<E, B>,
 {
@@ -122,7 +118,10 @@ where
     if !x_tail.is_empty() {
         let tail = &mut buf[..x_tail.len()];
         C::decode_tail(row_tail, tail);
-        sum += tail.iter().zip(x_tail).fold(0.0, |s, (&w, &x)| mac::<FMA>(w, x, s));
+        sum += tail
+            .iter()
+            .zip(x_tail)
+            .fold(0.0, |s, (&w, &x)| mac::<FMA>(w, x, s));
     }
     sum
 }
@@ -152,5 +151,8 @@ fn dot_f32<const FMA: bool>(w: &[f32], x: &[f32]) -> f32 {
     for (w, x) in wc.zip(xc) {
         mac_lanes::<FMA>(&mut acc, w, x);
     }
-    w_tail.iter().zip(x_tail).fold(reduce(acc), |s, (&w, &x)| mac::<FMA>(w, x, s))
+    w_tail
+        .iter()
+        .zip(x_tail)
+        .fold(reduce(acc), |s, (&w, &x)| mac::<FMA>(w, x, s))
 }

@@ -34,7 +34,13 @@ pub(super) const TILE_W: usize = 4;
 pub(super) const TILE_X: usize = 3;
 
 /// `ys[i] = w.row(row0 + i) · x` for each `i`; `x` is `[w.cols]`.
-pub(super) fn matvec_rows(k: impl Kernels, w: &WeightView<'_>, x: &[f32], row0: usize, ys: &mut [f32]) {
+pub(super) fn matvec_rows(
+    k: impl Kernels,
+    w: &WeightView<'_>,
+    x: &[f32],
+    row0: usize,
+    ys: &mut [f32],
+) {
     for (i, y) in ys.iter_mut().enumerate() {
         *y = k.dot_encoded(w.dtype, w.row(row0 + i), x);
     }

@@ -27,8 +27,13 @@ fn col_sizes(dtype: DType) -> Vec<usize> {
 
 /// A `[rows, cols]` matrix quantized from uniform values in `-1..1`.
 fn matrix(rng: &mut ChaCha8Rng, dtype: DType, rows: usize, cols: usize) -> Vec<u8> {
-    let values: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-1.0..1.0)).collect();
-    values.chunks_exact(cols).flat_map(|r| quant::quantize_row(dtype, r)).collect()
+    let values: Vec<f32> = (0..rows * cols)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    values
+        .chunks_exact(cols)
+        .flat_map(|r| quant::quantize_row(dtype, r))
+        .collect()
 }
 
 #[test]
@@ -63,7 +68,10 @@ fn assert_close(what: &str, w: &WeightView<'_>, x: &[f32], got: &[f32], want: &[
         for (i, xi) in x.chunks_exact(w.cols).enumerate() {
             let scale: f32 = row.iter().zip(xi).map(|(a, b)| (a * b).abs()).sum();
             let (g, e) = (got[i * w.rows + r], want[i * w.rows + r]);
-            assert!((g - e).abs() <= bound * scale * 1.01, "{what} row {r} of {n}: {g} vs {e}");
+            assert!(
+                (g - e).abs() <= bound * scale * 1.01,
+                "{what} row {r} of {n}: {g} vs {e}"
+            );
         }
     }
 }
@@ -87,7 +95,15 @@ fn products_match_reference_for_every_isa() {
                         isa.matvec_rows(&w, &x, 0, &mut got);
                     } else {
                         let mut yt = vec![0.0; n * rows];
-                        isa.matmul_rows(MatmulTask { w, x: &x, n, row0: 0 }, &mut yt);
+                        isa.matmul_rows(
+                            MatmulTask {
+                                w,
+                                x: &x,
+                                n,
+                                row0: 0,
+                            },
+                            &mut yt,
+                        );
                         for (r, products) in yt.chunks_exact(n).enumerate() {
                             for (i, &v) in products.iter().enumerate() {
                                 got[i * rows + r] = v;

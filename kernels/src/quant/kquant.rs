@@ -38,14 +38,24 @@ fn min_scaled(x: &[f32], levels: i32) -> MinScaled {
     // Super-block factors, then 6-bit codes against their f16 values.
     let (d_bits, d) = to_f16(scale.iter().fold(0.0f32, |a, &v| a.max(v)) / 63.0);
     let (dmin_bits, dmin) = to_f16(neg_min.iter().fold(0.0f32, |a, &v| a.max(v)) / 63.0);
-    let mut out = MinScaled { d: d_bits, dmin: dmin_bits, sc: [0; 8], m: [0; 8], q: [0; QK_K] };
+    let mut out = MinScaled {
+        d: d_bits,
+        dmin: dmin_bits,
+        sc: [0; 8],
+        m: [0; 8],
+        q: [0; QK_K],
+    };
     for j in 0..8 {
         out.sc[j] = quant(scale[j], d, 0, 63) as u8;
         out.m[j] = quant(neg_min[j], dmin, 0, 63) as u8;
     }
 
     // Element codes against the scale and offset the decoder computes.
-    for (j, (sub, q)) in x.chunks_exact(32).zip(out.q.chunks_exact_mut(32)).enumerate() {
+    for (j, (sub, q)) in x
+        .chunks_exact(32)
+        .zip(out.q.chunks_exact_mut(32))
+        .enumerate()
+    {
         let d1 = d * f32::from(out.sc[j]);
         let m1 = dmin * f32::from(out.m[j]);
         for (qi, &v) in q.iter_mut().zip(sub) {

@@ -45,7 +45,9 @@ fn push_nibbles(q: &[u8; QK], out: &mut Vec<u8>) {
 
 /// Bit `j` of the result is the fifth bit of element `j`.
 fn high_bits(q: &[u8; QK]) -> u32 {
-    q.iter().enumerate().fold(0, |acc, (j, &v)| acc | (u32::from(v >> 4) << j))
+    q.iter()
+        .enumerate()
+        .fold(0, |acc, (j, &v)| acc | (u32::from(v >> 4) << j))
 }
 
 /// Q4_0: `x ≈ (q - 8) * d`.

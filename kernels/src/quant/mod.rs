@@ -19,7 +19,11 @@ use crate::DType;
 /// number of blocks (a caller bug).
 pub fn quantize_row(dtype: DType, src: &[f32]) -> Vec<u8> {
     let Some(bytes) = dtype.bytes_for(src.len()) else {
-        panic!("{dtype} row of {} elements is not a multiple of {}", src.len(), dtype.block_size());
+        panic!(
+            "{dtype} row of {} elements is not a multiple of {}",
+            src.len(),
+            dtype.block_size()
+        );
     };
     let mut out = Vec::with_capacity(bytes);
     let encode: fn(&[f32], &mut Vec<u8>) = match dtype {
@@ -59,10 +63,15 @@ fn quant(v: f32, step: f32, lo: i32, hi: i32) -> i32 {
 
 /// The element of largest magnitude, with its sign (0 for an empty block).
 fn signed_absmax(x: &[f32]) -> f32 {
-    x.iter().copied().fold(0.0, |best, v| if v.abs() > best.abs() { v } else { best })
+    x.iter()
+        .copied()
+        .fold(0.0, |best, v| if v.abs() > best.abs() { v } else { best })
 }
 
 /// The smallest and largest element of a non-empty block.
 fn min_max(x: &[f32]) -> (f32, f32) {
-    x.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+    x.iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        })
 }

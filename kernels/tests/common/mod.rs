@@ -25,7 +25,9 @@ pub fn bytes(rng: &mut ChaCha8Rng, len: usize) -> Vec<u8> {
 /// A `[rows, cols]` matrix of `dtype`, each row quantized from uniform
 /// values in `-1..1`.
 pub fn quantized_matrix(rng: &mut ChaCha8Rng, dtype: DType, rows: usize, cols: usize) -> Vec<u8> {
-    (0..rows).flat_map(|_| quant::quantize_row(dtype, &uniform(rng, cols, -1.0, 1.0))).collect()
+    (0..rows)
+        .flat_map(|_| quant::quantize_row(dtype, &uniform(rng, cols, -1.0, 1.0)))
+        .collect()
 }
 
 /// The little-endian bytes of `v` rounded to f16.

@@ -10,8 +10,8 @@
 use std::arch::x86_64::*;
 
 use super::{Avx2, Group, SEGMENT};
-use crate::cpu::decode;
 use crate::blocks::{self, scale_min_k4};
+use crate::cpu::decode;
 
 /// Eight i32 lanes of codes, elements in order.
 type Codes = [__m256i; 4];
@@ -115,7 +115,12 @@ impl Avx2 {
         // `loadu` needs no alignment, and x86 is little-endian.
         unsafe {
             let p = b.as_ptr().cast::<f32>();
-            [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), _mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))]
+            [
+                _mm256_loadu_ps(p),
+                _mm256_loadu_ps(p.add(8)),
+                _mm256_loadu_ps(p.add(16)),
+                _mm256_loadu_ps(p.add(24)),
+            ]
         }
     }
 
@@ -266,7 +271,10 @@ impl Avx2 {
             // SAFETY: `self` proves AVX2.
             unsafe {
                 let one = _mm256_set1_epi32(1);
-                let (shift_lo, shift_hi) = (_mm_cvtsi32_si128(2 * p as i32), _mm_cvtsi32_si128(2 * p as i32 + 1));
+                let (shift_lo, shift_hi) = (
+                    _mm_cvtsi32_si128(2 * p as i32),
+                    _mm_cvtsi32_si128(2 * p as i32 + 1),
+                );
                 for c in 0..4 {
                     let h = self.widen_u8(&qh[8 * c..]);
                     let bit_lo = _mm256_and_si256(_mm256_srl_epi32(h, shift_lo), one);
@@ -297,7 +305,7 @@ impl Avx2 {
                 let q = self.six_bit_codes(ql, qh, k);
                 // One scale per 16 elements: vectors 0-1, then 2-3.
                 for half in 0..2 {
-                    let d1 = d * f32::from(scales[2 * k + 1 - half] as i8);
+                    let d1 = d * f32::from(scales[2 * k + half] as i8);
                     let d1 = self.splat(d1);
                     let g = self.scale_codes([q[2 * half], q[2 * half + 1]], 32, d1, None);
                     out[4 * h + k][2 * half] = g[0];
@@ -319,8 +327,10 @@ impl Avx2 {
             let hi_shift = _mm_cvtsi32_si128(2 * k as i32);
             let (low, two) = (_mm256_set1_epi32(0x0F), _mm256_set1_epi32(3));
             for (c, q) in q.iter_mut().enumerate() {
-                let lo = _mm256_and_si256(_mm256_srl_epi32(self.widen_u8(&ql[8 * c..]), lo_shift), low);
-                let hi = _mm256_and_si256(_mm256_srl_epi32(self.widen_u8(&qh[8 * c..]), hi_shift), two);
+                let lo =
+                    _mm256_and_si256(_mm256_srl_epi32(self.widen_u8(&ql[8 * c..]), lo_shift), low);
+                let hi =
+                    _mm256_and_si256(_mm256_srl_epi32(self.widen_u8(&qh[8 * c..]), hi_shift), two);
                 *q = _mm256_or_si256(lo, _mm256_slli_epi32::<4>(hi));
             }
         }

@@ -66,9 +66,15 @@ const SEGMENT: usize = 32;
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_encoded(t: Avx2, dtype: DType, row: &[u8], x: &[f32]) -> f32 {
     match dtype {
-        DType::F32 => t.dot_blocks(row, x, 128, |b| [t.f32_group(b)]) + float_tail_dot(dtype, row, x),
-        DType::F16 => t.dot_blocks(row, x, 64, |b| [t.f16_group(b)]) + float_tail_dot(dtype, row, x),
-        DType::BF16 => t.dot_blocks(row, x, 64, |b| [t.bf16_group(b)]) + float_tail_dot(dtype, row, x),
+        DType::F32 => {
+            t.dot_blocks(row, x, 128, |b| [t.f32_group(b)]) + float_tail_dot(dtype, row, x)
+        }
+        DType::F16 => {
+            t.dot_blocks(row, x, 64, |b| [t.f16_group(b)]) + float_tail_dot(dtype, row, x)
+        }
+        DType::BF16 => {
+            t.dot_blocks(row, x, 64, |b| [t.bf16_group(b)]) + float_tail_dot(dtype, row, x)
+        }
         DType::Q8_0 => t.dot_scaled(row, x, 34, false, |b, d, _| t.q8_0(b, d)),
         DType::Q4_0 => t.dot_scaled(row, x, 18, false, |b, d, _| t.q4_0(b, d)),
         DType::Q4_1 => t.dot_scaled(row, x, 20, true, |b, d, m| t.q4_1(b, d, m)),
@@ -106,7 +112,10 @@ fn decode_row(t: Avx2, dtype: DType, row: &[u8], dst: &mut [f32]) {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_tile(t: Avx2, w: [&[f32]; TILE_W], x: [&[f32]; TILE_X]) -> [[f32; TILE_W]; TILE_X] {
     let len = x[0].len();
-    assert!(w.iter().chain(&x).all(|r| r.len() == len), "dot_tile rows differ in length");
+    assert!(
+        w.iter().chain(&x).all(|r| r.len() == len),
+        "dot_tile rows differ in length"
+    );
     let body = len - len % 8;
     let mut acc = [[t.zero(); TILE_W]; TILE_X];
     for c in (0..body).step_by(8) {
@@ -235,7 +244,11 @@ impl Avx2 {
         let mut acc = [self.zero(); 4];
         for (seg, xs) in row.chunks(bytes * SEGMENT).zip(x.chunks(32 * SEGMENT)) {
             let d = self.block_f16s(seg, bytes, 0);
-            let m = if offset { self.block_f16s(seg, bytes, 2) } else { [0.0; SEGMENT] };
+            let m = if offset {
+                self.block_f16s(seg, bytes, 2)
+            } else {
+                [0.0; SEGMENT]
+            };
             for (i, (b, xs)) in seg.chunks_exact(bytes).zip(xs.chunks_exact(32)).enumerate() {
                 let w = decode(b, self.splat(d[i]), self.splat(m[i]));
                 for k in 0..4 {
@@ -256,10 +269,21 @@ impl Avx2 {
         offset: bool,
         decode: impl Fn(&[u8], __m256, __m256) -> Group,
     ) {
-        for (seg, out) in row.chunks(bytes * SEGMENT).zip(dst.chunks_mut(32 * SEGMENT)) {
+        for (seg, out) in row
+            .chunks(bytes * SEGMENT)
+            .zip(dst.chunks_mut(32 * SEGMENT))
+        {
             let d = self.block_f16s(seg, bytes, 0);
-            let m = if offset { self.block_f16s(seg, bytes, 2) } else { [0.0; SEGMENT] };
-            for (i, (b, out)) in seg.chunks_exact(bytes).zip(out.chunks_exact_mut(32)).enumerate() {
+            let m = if offset {
+                self.block_f16s(seg, bytes, 2)
+            } else {
+                [0.0; SEGMENT]
+            };
+            for (i, (b, out)) in seg
+                .chunks_exact(bytes)
+                .zip(out.chunks_exact_mut(32))
+                .enumerate()
+            {
                 let w = decode(b, self.splat(d[i]), self.splat(m[i]));
                 for k in 0..4 {
                     self.store8(&mut out[8 * k..], w[k]);
