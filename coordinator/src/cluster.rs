@@ -14,7 +14,7 @@ use tessera_shard::model::TpPlan;
 
 use crate::api::ModelMeta;
 use crate::scheduler::{BatchLimits, Scheduler, SchedulerHandle};
-use crate::shards::{LocalShards, ShardGroup};
+use crate::shards::{GroupSpec, LocalShards};
 
 /// Flags that describe the cluster behind a coordinator.
 #[derive(Debug, Clone, Args)]
@@ -65,11 +65,12 @@ pub struct ClusterArgs {
     pub step_timeout_secs: u64,
 }
 
-/// A running cluster: what the API serves and the scheduler's handle.
+/// A started cluster: what the API serves, the scheduler's handle, and the
+/// scheduler itself, to be run as a task.
 pub struct Cluster {
     pub meta: Arc<ModelMeta>,
     pub scheduler: SchedulerHandle,
-    pub task: tokio::task::JoinHandle<()>,
+    pub runner: Scheduler,
 }
 
 /// Starts the cluster `args` describes; `log` is the shards' log filter.
@@ -82,16 +83,20 @@ pub async fn start(args: &ClusterArgs, log: &str) -> Result<Cluster> {
         TpPlan::new(&files.config, rank, world_size, 1).context("cannot split the model")?;
     }
 
-    let step_timeout = Duration::from_secs(args.step_timeout_secs);
-    let mut group = if args.shards.is_empty() {
-        let local = LocalShards { binary: shard_binary(args)?, world_size, threads: threads(args), log: log.to_string() };
-        ShardGroup::spawn(&local, step_timeout).await?
-    } else {
-        ShardGroup::connect(&args.shards, step_timeout).await?
+    let local = match args.shards.is_empty() {
+        true => Some(LocalShards { binary: shard_binary(args)?, world_size, threads: threads(args), log: log.to_string() }),
+        false => None,
     };
-
     let num_blocks = kv_blocks(&files, world_size, args)?;
-    group.join(&model, num_blocks, args.kv_block_size).await?;
+    let spec = GroupSpec {
+        local,
+        remote: args.shards.clone(),
+        model,
+        kv_num_blocks: num_blocks,
+        kv_block_size: args.kv_block_size,
+        step_timeout: Duration::from_secs(args.step_timeout_secs),
+    };
+    let group = spec.start().await?;
     tracing::info!(world_size, num_blocks, block_size = args.kv_block_size, "shard group joined");
 
     let tokenizer = Arc::new(files.tokenizer);
@@ -101,11 +106,10 @@ pub async fn start(args: &ClusterArgs, log: &str) -> Result<Cluster> {
         max_prefill_tokens: args.max_prefill_tokens,
     };
     let blocks = BlockAllocator::new(num_blocks, args.kv_block_size);
-    let (scheduler, handle) = Scheduler::new(group, blocks, Arc::clone(&tokenizer), limits);
-    let task = tokio::spawn(scheduler.run());
+    let (scheduler, handle) = Scheduler::new(group, spec, blocks, Arc::clone(&tokenizer), limits);
     let name = files.source.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
     let meta = ModelMeta { name, config: files.config, tokenizer, chat_template: files.chat_template, world_size };
-    Ok(Cluster { meta: Arc::new(meta), scheduler: handle, task })
+    Ok(Cluster { meta: Arc::new(meta), scheduler: handle, runner: scheduler })
 }
 
 fn check(args: &ClusterArgs) -> Result<()> {

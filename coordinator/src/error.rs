@@ -15,7 +15,7 @@ pub enum ServeError {
     #[error("the server is at capacity ({capacity} requests waiting); retry later")]
     QueueFull { capacity: usize },
     /// A shard failed or the group is down.
-    #[error("shard rank {rank} is unavailable: {reason}")]
+    #[error("shard rank {rank} is unavailable ({reason}); the shard group is being restarted, retry shortly")]
     ShardUnavailable { rank: usize, reason: String },
     /// The server is shutting down.
     #[error("the server is shutting down; retry on another instance")]

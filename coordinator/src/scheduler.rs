@@ -8,13 +8,21 @@
 //! KV blocks for its prompt plus `max_new_tokens` at admission, so a running
 //! request never waits for memory and nothing needs preempting.
 //!
+//! When a step fails because a shard died or hung, every request in flight
+//! fails with UNAVAILABLE, the group is stopped (no shard is left running),
+//! and a new one is started in the background with growing back-off; until
+//! it is up, new requests fail at once with UNAVAILABLE rather than wait.
+//!
 //! Every other task talks to the scheduler through [`SchedulerHandle`].
 
 mod batch;
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tessera_formats::Tokenizer;
 use tessera_proto::v1 as api;
@@ -22,7 +30,7 @@ use tokio::sync::mpsc;
 
 use crate::error::ServeError;
 use crate::request::GenRequest;
-use crate::shards::ShardGroup;
+use crate::shards::{GroupSpec, ShardGroup};
 use batch::Running;
 use tessera_shard::kv_cache::BlockAllocator;
 
@@ -79,9 +87,22 @@ impl SchedulerHandle {
     }
 }
 
+/// A group being started after a failure.
+type Restart = Pin<Box<dyn Future<Output = anyhow::Result<ShardGroup>> + Send>>;
+
+/// Longest wait between two attempts to restart a failed group.
+const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(30);
+
 /// The scheduler task's state.
 pub struct Scheduler {
-    group: ShardGroup,
+    /// `None` while the group is down.
+    group: Option<ShardGroup>,
+    spec: GroupSpec,
+    restart: Option<Restart>,
+    /// Failed restarts in a row, for back-off.
+    restart_failures: u32,
+    /// Told when the group goes down or comes back.
+    health: Option<tonic_health::server::HealthReporter>,
     blocks: BlockAllocator,
     tokenizer: Arc<Tokenizer>,
     limits: BatchLimits,
@@ -91,19 +112,29 @@ pub struct Scheduler {
     running: Vec<Running>,
     next_id: u64,
     step: u64,
-    /// Set once the group failed; every later request gets it.
+    /// Set while the group is down; every new request gets it at once.
     failed: Option<ServeError>,
 }
 
 impl Scheduler {
     /// A scheduler over `group`, whose ranks each hold `num_blocks` KV blocks.
-    pub fn new(group: ShardGroup, blocks: BlockAllocator, tokenizer: Arc<Tokenizer>, limits: BatchLimits) -> (Self, SchedulerHandle) {
+    pub fn new(
+        group: ShardGroup,
+        spec: GroupSpec,
+        blocks: BlockAllocator,
+        tokenizer: Arc<Tokenizer>,
+        limits: BatchLimits,
+    ) -> (Self, SchedulerHandle) {
         // Submissions pass through quickly; the queue bound is `queued`.
         let (tx, rx) = mpsc::channel(limits.max_queue.max(1));
         let queued = Arc::new(AtomicUsize::new(0));
         let handle = SchedulerHandle { tx, queued: Arc::clone(&queued), max_queue: limits.max_queue };
         let s = Self {
-            group,
+            group: Some(group),
+            spec,
+            restart: None,
+            restart_failures: 0,
+            health: None,
             blocks,
             tokenizer,
             limits,
@@ -118,9 +149,24 @@ impl Scheduler {
         (s, handle)
     }
 
+    /// Reports the group's state to the gRPC health service from now on.
+    pub fn set_health(&mut self, health: tonic_health::server::HealthReporter) {
+        self.health = Some(health);
+    }
+
     /// Runs until every handle is dropped and the work is done, then shuts the group down.
     pub async fn run(mut self) {
         loop {
+            if let Some(restart) = self.restart.as_mut() {
+                tokio::select! {
+                    s = self.rx.recv() => match s {
+                        Some(s) => self.enqueue(s),
+                        None => break,
+                    },
+                    group = restart => self.restarted(group).await,
+                }
+                continue;
+            }
             if self.running.is_empty() && self.waiting.is_empty() {
                 match self.rx.recv().await {
                     Some(s) => self.enqueue(s),
@@ -140,7 +186,54 @@ impl Scheduler {
             }
         }
         tracing::info!("scheduler stopped; shutting shards down");
-        self.group.shutdown().await;
+        if let Some(group) = self.group.take() {
+            group.shutdown().await;
+        }
+    }
+
+    /// The group failed: stop it and start a new one in the background.
+    async fn restart_group(&mut self) {
+        if let Some(group) = self.group.take() {
+            group.abort().await;
+        }
+        self.set_serving(false).await;
+        let delay = Duration::from_millis(500 * 2u64.pow(self.restart_failures.min(6))).min(MAX_RESTART_BACKOFF);
+        let spec = self.spec.clone();
+        tracing::warn!(delay_ms = delay.as_millis() as u64, attempt = self.restart_failures + 1, "restarting the shard group");
+        self.restart = Some(Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            spec.start().await
+        }));
+    }
+
+    /// A restart finished, for better or worse.
+    async fn restarted(&mut self, group: anyhow::Result<ShardGroup>) {
+        self.restart = None;
+        match group {
+            Ok(group) => {
+                tracing::info!(world_size = group.world_size(), "shard group restarted");
+                self.group = Some(group);
+                self.restart_failures = 0;
+                self.failed = None;
+                self.set_serving(true).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "shard group restart failed");
+                self.restart_failures += 1;
+                self.restart_group().await;
+            }
+        }
+    }
+
+    async fn set_serving(&mut self, serving: bool) {
+        use tessera_proto::v1::generation_server::GenerationServer;
+        type Service = GenerationServer<crate::api::GenerationService>;
+        if let Some(h) = &mut self.health {
+            match serving {
+                true => h.set_serving::<Service>().await,
+                false => h.set_not_serving::<Service>().await,
+            }
+        }
     }
 
     /// Accepts a submission into the waiting queue, or refuses it at once.
@@ -182,8 +275,8 @@ impl Scheduler {
                 i += 1;
             }
         }
-        if !gone.is_empty() {
-            self.group.release(gone).await;
+        if let (false, Some(group)) = (gone.is_empty(), self.group.as_mut()) {
+            group.release(gone).await;
         }
     }
 

@@ -56,10 +56,13 @@ pub fn router(cluster: Cluster) -> Result<(tonic::transport::server::Router, tok
         .add_service(health)
         .add_service(reflection)
         .add_service(GenerationServer::new(service));
-    tokio::spawn(async move {
+    let mut runner = cluster.runner;
+    runner.set_health(reporter.clone());
+    let task = tokio::spawn(async move {
         reporter.set_serving::<GenerationServer<GenerationService>>().await;
+        runner.run().await;
     });
-    Ok((router, cluster.task))
+    Ok((router, task))
 }
 
 async fn shutdown_signal() {

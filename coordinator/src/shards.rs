@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use futures::future::join_all;
+use futures::future::{join_all, try_join_all};
 use tessera_proto::shard::v1 as pb;
 use tessera_proto::shard::v1::shard_client::ShardClient;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -31,6 +31,32 @@ pub struct LocalShards {
     pub threads: usize,
     /// Log filter passed to each shard.
     pub log: String,
+}
+
+/// Everything needed to bring a group up, and again after it failed.
+#[derive(Debug, Clone)]
+pub struct GroupSpec {
+    /// Shards to start here; `None` to reach `remote` ones.
+    pub local: Option<LocalShards>,
+    /// Addresses of shards started elsewhere, in rank order.
+    pub remote: Vec<String>,
+    /// The model path as every shard sees it.
+    pub model: PathBuf,
+    pub kv_num_blocks: usize,
+    pub kv_block_size: usize,
+    pub step_timeout: Duration,
+}
+
+impl GroupSpec {
+    /// Starts or reaches the shards and joins them into a group.
+    pub async fn start(&self) -> anyhow::Result<ShardGroup> {
+        let mut group = match &self.local {
+            Some(local) => ShardGroup::spawn(local, self.step_timeout).await?,
+            None => ShardGroup::connect(&self.remote, self.step_timeout).await?,
+        };
+        group.join(&self.model, self.kv_num_blocks, self.kv_block_size).await?;
+        Ok(group)
+    }
 }
 
 /// Connections to the ranks of a group, and the processes if this
@@ -119,21 +145,21 @@ impl ShardGroup {
     /// Starts new sequences on every rank.
     pub async fn prefill(&mut self, req: pb::PrefillRequest) -> Result<Vec<pb::SampledToken>, ServeError> {
         let timeout = self.step_timeout;
-        let calls = self.ranks.iter_mut().map(|c| {
+        let calls = self.ranks.iter_mut().enumerate().map(|(rank, c)| {
             let req = req.clone();
-            async move { tokio::time::timeout(timeout, c.prefill(req)).await }
+            async move { rank_reply(rank, tokio::time::timeout(timeout, c.prefill(req)).await) }
         });
-        agree(join_all(calls).await)
+        agree(try_join_all(calls).await?)
     }
 
     /// Runs one decode step on every rank.
     pub async fn decode(&mut self, req: pb::DecodeRequest) -> Result<Vec<pb::SampledToken>, ServeError> {
         let timeout = self.step_timeout;
-        let calls = self.ranks.iter_mut().map(|c| {
+        let calls = self.ranks.iter_mut().enumerate().map(|(rank, c)| {
             let req = req.clone();
-            async move { tokio::time::timeout(timeout, c.decode(req)).await }
+            async move { rank_reply(rank, tokio::time::timeout(timeout, c.decode(req)).await) }
         });
-        agree(join_all(calls).await)
+        agree(try_join_all(calls).await?)
     }
 
     /// Forgets sequences on every rank; a failure here surfaces at the next step.
@@ -162,6 +188,18 @@ impl ShardGroup {
         join_all(calls).await
     }
 
+    /// Stops a failed group at once: asks every shard to exit and kills the
+    /// ones this coordinator started, without waiting for them to drain.
+    pub async fn abort(mut self) {
+        let calls = self.ranks.iter_mut().map(|c| async move {
+            let _ = tokio::time::timeout(Duration::from_millis(500), c.shutdown(pb::ShutdownRequest {})).await;
+        });
+        join_all(calls).await;
+        for child in &mut self.children {
+            let _ = child.kill().await;
+        }
+    }
+
     /// Asks every shard to exit, then makes sure the ones this coordinator
     /// started are gone.
     pub async fn shutdown(mut self) {
@@ -179,24 +217,27 @@ impl ShardGroup {
 
 type RankReply = Result<Result<tonic::Response<pb::StepResponse>, tonic::Status>, tokio::time::error::Elapsed>;
 
+/// One rank's tokens, or why it failed. The first failure ends the step at
+/// once: the other ranks' calls are dropped rather than awaited, since a
+/// dead peer can keep them blocked in the collective.
+fn rank_reply(rank: usize, reply: RankReply) -> Result<Vec<pb::SampledToken>, ServeError> {
+    match reply {
+        Err(_) => Err(ServeError::ShardUnavailable { rank, reason: "the step timed out".into() }),
+        Ok(Err(status)) => Err(step_failure(rank, status)),
+        Ok(Ok(r)) => Ok(r.into_inner().tokens),
+    }
+}
+
 /// Rank 0's tokens, once every rank answered with the same ones.
-fn agree(replies: Vec<RankReply>) -> Result<Vec<pb::SampledToken>, ServeError> {
-    let mut first: Option<Vec<pb::SampledToken>> = None;
-    for (rank, reply) in replies.into_iter().enumerate() {
-        let reply = match reply {
-            Err(_) => return Err(ServeError::ShardUnavailable { rank, reason: "the step timed out".into() }),
-            Ok(Err(status)) => return Err(step_failure(rank, status)),
-            Ok(Ok(r)) => r.into_inner().tokens,
-        };
-        match &first {
-            None => first = Some(reply),
-            Some(f) if f.iter().map(|t| t.token).ne(reply.iter().map(|t| t.token)) => {
-                return Err(ServeError::RanksDisagree { rank })
-            }
-            Some(_) => {}
+fn agree(replies: Vec<Vec<pb::SampledToken>>) -> Result<Vec<pb::SampledToken>, ServeError> {
+    let mut replies = replies.into_iter().enumerate();
+    let (_, first) = replies.next().unwrap_or_default();
+    for (rank, reply) in replies {
+        if first.iter().map(|t| t.token).ne(reply.iter().map(|t| t.token)) {
+            return Err(ServeError::RanksDisagree { rank });
         }
     }
-    Ok(first.unwrap_or_default())
+    Ok(first)
 }
 
 /// A failed step: bad input stays the caller's fault, anything else means the

@@ -55,4 +55,12 @@ fn main() {
         time(DType::Q4_1, 576, 1536, 128, 30);
         time(DType::Q8_0, 1536, 576, 128, 30);
     });
+    let pool2 = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    pool2.install(|| {
+        println!("2 threads:");
+        time(DType::Q4_1, 576, 1536, 1, 2000);
+        time(DType::Q8_0, 49152, 576, 1, 20);
+        time(DType::Q4_1, 576, 1536, 128, 30);
+    });
+
 }

@@ -16,7 +16,10 @@ use tessera_shard::collective::{
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn options(io_timeout: Duration) -> TcpGroupOptions {
-    TcpGroupOptions { connect_timeout: CONNECT_TIMEOUT, io_timeout }
+    TcpGroupOptions {
+        connect_timeout: CONNECT_TIMEOUT,
+        io_timeout,
+    }
 }
 
 /// Binds `world_size` ports on 127.0.0.1 and returns them with their
@@ -25,7 +28,10 @@ fn bind_all(world_size: usize) -> Result<(Vec<TcpListenerHandle>, Vec<String>)> 
     let listeners = (0..world_size)
         .map(|_| TcpGroup::bind("127.0.0.1:0"))
         .collect::<Result<Vec<_>, _>>()?;
-    let addrs = listeners.iter().map(|l| l.local_addr().to_string()).collect();
+    let addrs = listeners
+        .iter()
+        .map(|l| l.local_addr().to_string())
+        .collect();
     Ok((listeners, addrs))
 }
 
@@ -128,13 +134,22 @@ fn all_reduce_is_the_rank_order_sum_bit_for_bit() -> Result<()> {
             let last = world_size - 1;
             let mut own_first = reduce_input(last, world_size, LEN);
             for rank in 0..last {
-                for (s, v) in own_first.iter_mut().zip(reduce_input(rank, world_size, LEN)) {
+                for (s, v) in own_first
+                    .iter_mut()
+                    .zip(reduce_input(rank, world_size, LEN))
+                {
                     *s += v;
                 }
             }
-            ensure!(bits(&own_first) != bits(&expected), "test inputs are not order-sensitive");
+            ensure!(
+                bits(&own_first) != bits(&expected),
+                "test inputs are not order-sensitive"
+            );
             let want = if world_size == 3 { 1.0 } else { 4.0 };
-            ensure!(expected[0] == want, "1e8 + -1e8 + 1 (+ 3) in rank order is {want}");
+            ensure!(
+                expected[0] == want,
+                "1e8 + -1e8 + 1 (+ 3) in rank order is {want}"
+            );
         }
     }
     Ok(())
@@ -151,7 +166,9 @@ fn large_all_reduce_does_not_deadlock() -> Result<()> {
         let rank = group.rank() as f32;
         let mut sums = Vec::new();
         for round in 0..2 {
-            let mut buf: Vec<f32> = (0..LEN).map(|i| (i % 1000) as f32 + rank + round as f32).collect();
+            let mut buf: Vec<f32> = (0..LEN)
+                .map(|i| (i % 1000) as f32 + rank + round as f32)
+                .collect();
             group.all_reduce_sum(&mut buf)?;
             sums.push(buf);
         }
@@ -160,14 +177,25 @@ fn large_all_reduce_does_not_deadlock() -> Result<()> {
     let results = all_ok(outcomes)?;
     for (rank, sums) in results.iter().enumerate() {
         for (round, buf) in sums.iter().enumerate() {
-            ensure!(bits(buf) == bits(&results[0][round]), "rank {rank} disagrees with rank 0");
+            ensure!(
+                bits(buf) == bits(&results[0][round]),
+                "rank {rank} disagrees with rank 0"
+            );
             for i in [0, 1, 999, LEN / 2 + 3, LEN - 1] {
                 let want = 4.0 * ((i % 1000) as f32 + round as f32) + 6.0;
-                ensure!(buf[i] == want, "rank {rank} round {round} [{i}] = {}, want {want}", buf[i]);
+                ensure!(
+                    buf[i] == want,
+                    "rank {rank} round {round} [{i}] = {}, want {want}",
+                    buf[i]
+                );
             }
         }
     }
-    ensure!(started.elapsed() < Duration::from_secs(30), "8 MiB all-reduce took {:?}", started.elapsed());
+    ensure!(
+        started.elapsed() < Duration::from_secs(30),
+        "8 MiB all-reduce took {:?}",
+        started.elapsed()
+    );
     Ok(())
 }
 
@@ -178,7 +206,9 @@ fn all_gather_concatenates_uneven_parts_in_rank_order() -> Result<()> {
         let total: usize = lengths[..world_size].iter().sum();
         let outcomes = run_group(world_size, TcpGroupOptions::default(), |mut group| {
             let rank = group.rank();
-            let local: Vec<f32> = (0..lengths[rank]).map(|i| (100 * rank + i) as f32).collect();
+            let local: Vec<f32> = (0..lengths[rank])
+                .map(|i| (100 * rank + i) as f32)
+                .collect();
             let mut out = vec![f32::NAN; total];
             group.all_gather(&local, &mut out)?;
             // A reduce after the gather checks the group stays in step.
@@ -190,8 +220,14 @@ fn all_gather_concatenates_uneven_parts_in_rank_order() -> Result<()> {
             .flat_map(|rank| (0..lengths[rank]).map(move |i| (100 * rank + i) as f32))
             .collect();
         for (rank, (out, count)) in all_ok(outcomes)?.into_iter().enumerate() {
-            ensure!(out == expected, "world_size {world_size}, rank {rank}: gathered {out:?}");
-            ensure!(count == world_size as f32, "rank {rank}: reduce after gather gave {count}");
+            ensure!(
+                out == expected,
+                "world_size {world_size}, rank {rank}: gathered {out:?}"
+            );
+            ensure!(
+                count == world_size as f32,
+                "rank {rank}: reduce after gather gave {count}"
+            );
         }
     }
     Ok(())
@@ -234,7 +270,10 @@ fn ranks_at_different_operations_are_desynced() -> Result<()> {
         match outcome {
             Err(CollectiveError::Desync { peer, reason }) => {
                 ensure!(peer == other, "rank {rank} blamed rank {peer}");
-                ensure!(reason.contains("all_gather") && reason.contains("all_reduce_sum"), "{reason}");
+                ensure!(
+                    reason.contains("all_gather") && reason.contains("all_reduce_sum"),
+                    "{reason}"
+                );
                 desyncs += 1;
             }
             Err(CollectiveError::PeerGone { peer, .. }) if peer == other => {}
@@ -249,7 +288,11 @@ fn ranks_at_different_operations_are_desynced() -> Result<()> {
 fn handshake_with_another_world_size_is_refused_clearly() -> Result<()> {
     let (mut listeners, addrs) = bind_all(2)?;
     let (rank1, rank0) = (listeners.remove(1), listeners.remove(0));
-    let wrong_peers = vec![addrs[0].clone(), addrs[1].clone(), "127.0.0.1:9".to_string()];
+    let wrong_peers = vec![
+        addrs[0].clone(),
+        addrs[1].clone(),
+        "127.0.0.1:9".to_string(),
+    ];
     let timeout = Duration::from_secs(10);
 
     let (refused, refusing) = thread::scope(|scope| {
@@ -261,14 +304,28 @@ fn handshake_with_another_world_size_is_refused_clearly() -> Result<()> {
 
     let message = match refusing {
         Err(e @ CollectiveError::Rendezvous { .. }) => e.to_string(),
-        other => return Err(anyhow!("rank 0: expected a rendezvous error, got {other:?}")),
+        other => {
+            return Err(anyhow!(
+                "rank 0: expected a rendezvous error, got {other:?}"
+            ))
+        }
     };
-    ensure!(message.contains("says it is rank 1 of 3, expected a group of 2"), "{message}");
+    ensure!(
+        message.contains("says it is rank 1 of 3, expected a group of 2"),
+        "{message}"
+    );
     let message = match refused {
         Err(e @ CollectiveError::Rendezvous { .. }) => e.to_string(),
-        other => return Err(anyhow!("rank 1: expected a rendezvous error, got {other:?}")),
+        other => {
+            return Err(anyhow!(
+                "rank 1: expected a rendezvous error, got {other:?}"
+            ))
+        }
     };
-    ensure!(message.contains(&addrs[0]) && message.contains("group of 3"), "{message}");
+    ensure!(
+        message.contains(&addrs[0]) && message.contains("group of 3"),
+        "{message}"
+    );
     Ok(())
 }
 
@@ -285,10 +342,15 @@ fn a_stranger_on_the_collective_port_is_refused() -> Result<()> {
         }
     });
     let outcome = TcpGroup::connect(listeners.remove(0), 0, &addrs, Duration::from_secs(10));
-    stranger.join().map_err(|_| anyhow!("stranger thread panicked"))??;
+    stranger
+        .join()
+        .map_err(|_| anyhow!("stranger thread panicked"))??;
     match outcome {
         Err(e @ CollectiveError::Rendezvous { .. }) => {
-            ensure!(e.to_string().contains("not a Tessera collective peer"), "{e}");
+            ensure!(
+                e.to_string().contains("not a Tessera collective peer"),
+                "{e}"
+            );
             Ok(())
         }
         other => Err(anyhow!("expected a rendezvous error, got {other:?}")),
@@ -313,17 +375,55 @@ fn a_peer_that_leaves_mid_collective_is_reported_promptly() -> Result<()> {
         Ok(Some((second, third, waited)))
     })?;
     for (rank, outcome) in all_ok(outcomes)?.into_iter().enumerate().take(2) {
-        let (second, third, waited) = outcome.ok_or_else(|| anyhow!("rank {rank} returned early"))?;
+        let (second, third, waited) =
+            outcome.ok_or_else(|| anyhow!("rank {rank} returned early"))?;
         ensure!(
             matches!(second, Err(CollectiveError::PeerGone { peer: 2, .. })),
             "rank {rank}: expected rank 2 to be gone, got {second:?}"
         );
-        ensure!(waited < Duration::from_secs(5), "rank {rank} noticed only after {waited:?}");
+        ensure!(
+            waited < Duration::from_secs(5),
+            "rank {rank} noticed only after {waited:?}"
+        );
         ensure!(
             matches!(third, Err(CollectiveError::PeerGone { .. })),
             "rank {rank}: a failed group must refuse further collectives, got {third:?}"
         );
     }
+    Ok(())
+}
+
+#[test]
+fn dropping_a_failed_group_does_not_wait_on_a_stuck_peer() -> Result<()> {
+    // Rank 2 stays connected but never reads, so rank 0's 8 MiB write to it
+    // blocks; rank 1 leaves, so rank 0's reduce fails. Dropping rank 0's group
+    // must end that blocked write at once, not after the 10 s I/O timeout.
+    const LEN: usize = 4096 * 512;
+    let outcomes = run_group(3, options(Duration::from_secs(10)), |mut group| {
+        match group.rank() {
+            1 => return Ok(None),
+            2 => {
+                thread::sleep(Duration::from_secs(3));
+                return Ok(None);
+            }
+            _ => {}
+        }
+        let started = Instant::now();
+        let outcome = group.all_reduce_sum(&mut vec![1.0f32; LEN]);
+        drop(group);
+        Ok(Some((outcome, started.elapsed())))
+    })?;
+    let (outcome, waited) = all_ok(outcomes)?
+        .remove(0)
+        .ok_or_else(|| anyhow!("rank 0 returned early"))?;
+    ensure!(
+        matches!(outcome, Err(CollectiveError::PeerGone { peer: 1, .. })),
+        "expected rank 1 to be gone, got {outcome:?}"
+    );
+    ensure!(
+        waited < Duration::from_secs(2),
+        "failing and dropping took {waited:?}"
+    );
     Ok(())
 }
 
@@ -347,7 +447,10 @@ fn a_peer_that_hangs_times_out_naming_it() -> Result<()> {
         matches!(outcome, Err(CollectiveError::Timeout { peer: 1, .. })),
         "expected a timeout naming rank 1, got {outcome:?}"
     );
-    ensure!(waited >= io_timeout && waited < Duration::from_secs(2), "timed out after {waited:?}");
+    ensure!(
+        waited >= io_timeout && waited < Duration::from_secs(2),
+        "timed out after {waited:?}"
+    );
     Ok(())
 }
 
@@ -364,9 +467,16 @@ fn connect_fails_within_its_timeout_when_a_peer_never_shows_up() -> Result<()> {
         Err(e @ CollectiveError::Rendezvous { .. }) => {
             ensure!(e.to_string().contains("rank 1 did not connect"), "{e}");
         }
-        other => return Err(anyhow!("rank 0: expected a rendezvous error, got {other:?}")),
+        other => {
+            return Err(anyhow!(
+                "rank 0: expected a rendezvous error, got {other:?}"
+            ))
+        }
     }
-    ensure!(waited >= timeout && waited < timeout * 4, "rank 0 gave up after {waited:?}");
+    ensure!(
+        waited >= timeout && waited < timeout * 4,
+        "rank 0 gave up after {waited:?}"
+    );
 
     // Rank 1 dials a rank 0 whose port is closed: refused until the timeout.
     let (mut listeners, addrs) = bind_all(2)?;
@@ -376,11 +486,21 @@ fn connect_fails_within_its_timeout_when_a_peer_never_shows_up() -> Result<()> {
     let waited = started.elapsed();
     match outcome {
         Err(e @ CollectiveError::Rendezvous { .. }) => {
-            ensure!(e.to_string().contains("rank 0 did not accept a connection"), "{e}");
+            ensure!(
+                e.to_string().contains("rank 0 did not accept a connection"),
+                "{e}"
+            );
         }
-        other => return Err(anyhow!("rank 1: expected a rendezvous error, got {other:?}")),
+        other => {
+            return Err(anyhow!(
+                "rank 1: expected a rendezvous error, got {other:?}"
+            ))
+        }
     }
-    ensure!(waited >= timeout && waited < timeout * 4, "rank 1 gave up after {waited:?}");
+    ensure!(
+        waited >= timeout && waited < timeout * 4,
+        "rank 1 gave up after {waited:?}"
+    );
     Ok(())
 }
 

@@ -126,7 +126,8 @@ impl Scheduler {
         self.step += 1;
         let seqs = admitted.iter().map(|&i| self.running[i].prefill_seq()).collect();
         tracing::debug!(step = self.step, seqs = admitted.len(), "prefill");
-        match self.group.prefill(shard::PrefillRequest { step: self.step, seqs }).await {
+        let Some(group) = self.group.as_mut() else { return self.fail(down(), None).await };
+        match group.prefill(shard::PrefillRequest { step: self.step, seqs }).await {
             Ok(tokens) => self.apply(&admitted, &tokens).await,
             Err(e) => self.fail(e, Some(&admitted)).await,
         }
@@ -137,7 +138,8 @@ impl Scheduler {
         self.step += 1;
         let seqs = self.running.iter().map(Running::decode_seq).collect();
         let all: Vec<usize> = (0..self.running.len()).collect();
-        match self.group.decode(shard::DecodeRequest { step: self.step, seqs }).await {
+        let Some(group) = self.group.as_mut() else { return self.fail(down(), None).await };
+        match group.decode(shard::DecodeRequest { step: self.step, seqs }).await {
             Ok(tokens) => self.apply(&all, &tokens).await,
             Err(e) => self.fail(e, None).await,
         }
@@ -170,7 +172,9 @@ impl Scheduler {
             self.blocks.release(&mut r.table);
             ids.push(r.id);
         }
-        self.group.release(ids).await;
+        if let Some(group) = self.group.as_mut() {
+            group.release(ids).await;
+        }
     }
 
     /// A step failed. Bad input fails only the requests at `only`; a broken
@@ -192,5 +196,12 @@ impl Scheduler {
             self.failed = Some(err);
         }
         self.remove(victims).await;
+        if self.failed.is_some() && self.restart.is_none() {
+            self.restart_group().await;
+        }
     }
+}
+
+fn down() -> ServeError {
+    ServeError::ShardUnavailable { rank: 0, reason: "the shard group is down and restarting".into() }
 }

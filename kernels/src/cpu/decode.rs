@@ -3,8 +3,9 @@
 //!
 //! Each decoder produces bit for bit the f32 values of
 //! [`crate::reference::dequantize_row`]: the same operations in the same
-//! order, only arranged so LLVM can turn each loop into vector code (the
-//! `tests` below and `tests/cpu_vs_reference.rs` hold them to that).
+//! order, only arranged so LLVM can turn each loop into vector code
+//! (`cpu/tests.rs` holds them to that). They serve the portable kernels;
+//! the AVX2 kernels share [`f16_to_f32`] and the float tails.
 
 use crate::blocks::{self, scale_min_k4, QK, QK_K};
 
@@ -33,7 +34,7 @@ pub(super) trait Codec<const E: usize, const B: usize> {
 /// widened instead.
 #[inline(always)]
 pub(super) fn f16_to_f32(h: u16) -> f32 {
-    const TWO_POW_112: f32 = 5.192_297e33;
+    const TWO_POW_112: f32 = f32::from_bits((127 + 112) << 23);
     let h = u32::from(h);
     let magnitude = (h & 0x7FFF) << 13;
     let finite = f32::from_bits(magnitude) * TWO_POW_112;

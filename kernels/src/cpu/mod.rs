@@ -1,18 +1,22 @@
 //! Fast CPU kernels, parallel over output rows with rayon (the caller's pool).
 //!
 //! Weights are never dequantized as a whole. For one activation row
-//! ([`matvec`], and [`matmul`] with `n = 1`, the decode hot path) each weight
-//! row is decoded a block at a time into a stack buffer and consumed at once.
-//! For several rows (prefill) a tile of weight rows is decoded once into a
-//! small buffer and meets every activation row, which amortises the decoding.
+//! ([`matvec`], and [`matmul`] with `n = 1`: the decode hot path) each weight
+//! row is decoded 32 elements at a time straight into vector registers and
+//! multiplied into the accumulators. For several rows (prefill) a tile of
+//! weight rows is decoded once into a small buffer and every activation row
+//! meets it there, which spreads the decoding over `n`.
 //!
-//! Numerics: the decoded weights are bit for bit those of
-//! [`crate::reference::dequantize_row`], and activations stay f32 (they are
-//! never quantized). Products accumulate in f32 across 32 lanes, so a result
-//! differs from the reference's f64 sum only by f32 rounding of the sum.
+//! Numerics: decoded weights are bit for bit those of
+//! [`crate::reference::dequantize_row`] and activations stay f32 (they are
+//! never quantized). A result differs from the reference only in summing the
+//! products in f32, over at least eight lanes, with fused multiply-adds where
+//! the CPU has them, instead of in f64.
 //!
-//! The kernels are written once, generic, and compiled both for the baseline
-//! target and for AVX2 + FMA + F16C, picked at run time (`isa.rs`).
+//! Layout: `rows.rs` holds the row loops, the same for every instruction set;
+//! `portable.rs` (any target, left to the autovectorizer) and `avx2/`
+//! (x86-64 with AVX2, FMA and F16C, written by hand) supply the arithmetic;
+//! `isa.rs` picks one at run time.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;

@@ -1,6 +1,6 @@
 //! Portable kernels for any target: plain Rust over fixed-width lane arrays,
 //! left to the autovectorizer. Used where no hand-written vector kernels
-//! apply (see `avx2.rs`).
+//! apply (see `avx2/`).
 //!
 //! Every kernel keeps 32 independent f32 accumulator lanes so consecutive
 //! multiply-adds do not wait on one another, and sums the lanes pairwise at

@@ -2,7 +2,7 @@
 //! rows, for one activation row ([`matvec_rows`]) or many ([`matmul_rows`]).
 //!
 //! The loops here are the same for every instruction set; the arithmetic
-//! comes from a [`Kernels`] implementation (`portable.rs`, `avx2.rs`).
+//! comes from a [`Kernels`] implementation (`portable.rs`, `avx2/`).
 
 use crate::{DType, WeightView};
 
@@ -64,8 +64,9 @@ pub(super) struct MatmulTask<'a> {
 /// weight row `row0 + r` with activation row `i`.
 ///
 /// Weight rows are decoded a tile at a time; the activation rows then meet
-/// the whole tile while it is in cache, in micro-tiles of four weight rows by
-/// two activation rows so each load serves several multiply-adds.
+/// the whole tile while it is in cache, in micro-tiles of [`TILE_W`] weight
+/// rows by [`TILE_X`] activation rows so each load serves several
+/// multiply-adds.
 pub(super) fn matmul_rows(k: impl Kernels, task: MatmulTask<'_>, yt: &mut [f32]) {
     let MatmulTask { w, x, n, row0 } = task;
     let cols = w.cols;

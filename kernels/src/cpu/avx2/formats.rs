@@ -13,7 +13,7 @@ use super::{Avx2, Group, SEGMENT};
 use crate::blocks::{self, scale_min_k4};
 use crate::cpu::decode;
 
-/// Eight i32 lanes of codes, elements in order.
+/// 32 codes as i32, four vectors of eight lanes, in element order.
 type Codes = [__m256i; 4];
 
 impl Avx2 {

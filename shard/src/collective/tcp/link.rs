@@ -45,7 +45,9 @@ pub(super) struct Link {
 
 impl fmt::Debug for Link {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Link").field("peer", &self.peer).finish_non_exhaustive()
+        f.debug_struct("Link")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -94,7 +96,9 @@ impl Link {
     /// Reads the next frame header.
     pub fn read_header(&mut self) -> Result<Header, CollectiveError> {
         let mut bytes = [0u8; HEADER_LEN];
-        self.reader.read_exact(&mut bytes).map_err(|e| self.io_error(&e))?;
+        self.reader
+            .read_exact(&mut bytes)
+            .map_err(|e| self.io_error(&e))?;
         Ok(Header::decode(&bytes))
     }
 
@@ -110,7 +114,9 @@ impl Link {
             scratch.resize(len, 0);
         }
         let bytes = &mut scratch[..len];
-        self.reader.read_exact(bytes).map_err(|e| self.io_error(&e))?;
+        self.reader
+            .read_exact(bytes)
+            .map_err(|e| self.io_error(&e))?;
         Ok(bytes)
     }
 
@@ -134,17 +140,20 @@ impl Link {
     }
 
     fn gone(&self, reason: String) -> CollectiveError {
-        CollectiveError::PeerGone { peer: self.peer, reason }
+        CollectiveError::PeerGone {
+            peer: self.peer,
+            reason,
+        }
     }
 
     fn io_error(&self, e: &io::Error) -> CollectiveError {
         match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                CollectiveError::Timeout { peer: self.peer, waited: self.io_timeout }
-            }
-            io::ErrorKind::UnexpectedEof => self.gone(
-                "it closed the connection (its process exited or it left the group)".into(),
-            ),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => CollectiveError::Timeout {
+                peer: self.peer,
+                waited: self.io_timeout,
+            },
+            io::ErrorKind::UnexpectedEof => self
+                .gone("it closed the connection (its process exited or it left the group)".into()),
             _ => self.gone(format!("connection failed: {e}")),
         }
     }

@@ -62,7 +62,10 @@ pub struct TcpGroupOptions {
 
 impl Default for TcpGroupOptions {
     fn default() -> Self {
-        Self { connect_timeout: Duration::from_secs(60), io_timeout: TcpGroup::DEFAULT_IO_TIMEOUT }
+        Self {
+            connect_timeout: Duration::from_secs(60),
+            io_timeout: TcpGroup::DEFAULT_IO_TIMEOUT,
+        }
     }
 }
 
@@ -118,7 +121,10 @@ impl TcpGroup {
         peers: &[String],
         timeout: Duration,
     ) -> Result<Self, CollectiveError> {
-        let options = TcpGroupOptions { connect_timeout: timeout, ..TcpGroupOptions::default() };
+        let options = TcpGroupOptions {
+            connect_timeout: timeout,
+            ..TcpGroupOptions::default()
+        };
         Self::connect_with(listener, rank, peers, &options)
     }
 
@@ -135,13 +141,24 @@ impl TcpGroup {
         options: &TcpGroupOptions,
     ) -> Result<Self, CollectiveError> {
         let local = listener.local_addr().to_string();
-        let invalid = |reason: String| CollectiveError::Rendezvous { addr: local.clone(), reason };
+        let invalid = |reason: String| CollectiveError::Rendezvous {
+            addr: local.clone(),
+            reason,
+        };
         if rank >= peers.len() {
-            return Err(invalid(format!("rank {rank} is outside a group of {}", peers.len())));
+            return Err(invalid(format!(
+                "rank {rank} is outside a group of {}",
+                peers.len()
+            )));
         }
         let deadline = Instant::now()
             .checked_add(options.connect_timeout)
-            .ok_or_else(|| invalid(format!("connect timeout {:?} is too long", options.connect_timeout)))?;
+            .ok_or_else(|| {
+                invalid(format!(
+                    "connect timeout {:?} is too long",
+                    options.connect_timeout
+                ))
+            })?;
 
         let streams =
             rendezvous::form_mesh(&listener, rank, peers, deadline, options.connect_timeout)?;
@@ -156,7 +173,12 @@ impl TcpGroup {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
-        debug!(rank, world_size = peers.len(), transport = "tcp", "collective group formed");
+        debug!(
+            rank,
+            world_size = peers.len(),
+            transport = "tcp",
+            "collective group formed"
+        );
         Ok(Self {
             rank,
             world_size: peers.len(),

@@ -58,7 +58,10 @@ pub(super) fn bind(addr: &str) -> Result<TcpListenerHandle, CollectiveError> {
     let fail = |e: io::Error| rendezvous(addr, format!("could not bind the collective port: {e}"));
     let listener = TcpListener::bind(addr).map_err(fail)?;
     let local_addr = listener.local_addr().map_err(fail)?;
-    Ok(TcpListenerHandle { listener, local_addr })
+    Ok(TcpListenerHandle {
+        listener,
+        local_addr,
+    })
 }
 
 /// Who this rank is, as sent in its handshake.
@@ -80,12 +83,21 @@ pub(super) fn form_mesh(
     timeout: Duration,
 ) -> Result<Vec<(usize, TcpStream)>, CollectiveError> {
     let local = listener.local_addr.to_string();
-    let too_big = || rendezvous(&local, format!("a group of {} ranks is too large", peers.len()));
+    let too_big = || {
+        rendezvous(
+            &local,
+            format!("a group of {} ranks is too large", peers.len()),
+        )
+    };
     let hello = Hello::ours(
         u32::try_from(rank).map_err(|_| too_big())?,
         u32::try_from(peers.len()).map_err(|_| too_big())?,
     );
-    let me = Me { rank, world_size: peers.len(), hello };
+    let me = Me {
+        rank,
+        world_size: peers.len(),
+        hello,
+    };
 
     let mut joined = Vec::with_capacity(peers.len().saturating_sub(1));
     for (peer, addr) in peers.iter().enumerate().take(rank) {
@@ -195,7 +207,10 @@ fn accept_higher(
         return Ok(joined);
     }
     listener.listener.set_nonblocking(true).map_err(|e| {
-        rendezvous(&local, format!("could not configure the collective port: {e}"))
+        rendezvous(
+            &local,
+            format!("could not configure the collective port: {e}"),
+        )
     })?;
 
     while let Some(&first_missing) = missing.first() {
@@ -221,7 +236,10 @@ fn accept_higher(
                 thread::sleep(ACCEPT_POLL.min(left));
             }
             Err(e) => {
-                return Err(rendezvous(&local, format!("could not accept a connection: {e}")));
+                return Err(rendezvous(
+                    &local,
+                    format!("could not accept a connection: {e}"),
+                ));
             }
         }
     }
@@ -248,7 +266,9 @@ fn admit(
     let mut stream = stream;
     // Some platforms hand out accepted sockets with the listener's
     // non-blocking mode; the handshake wants blocking reads with a timeout.
-    stream.set_nonblocking(false).map_err(|e| io_fail("could not configure the socket", e))?;
+    stream
+        .set_nonblocking(false)
+        .map_err(|e| io_fail("could not configure the socket", e))?;
     set_timeouts(stream, deadline).map_err(|e| io_fail("could not configure the socket", e))?;
 
     let theirs = read_hello(&mut stream)
@@ -290,7 +310,9 @@ fn judge_dialler(theirs: Hello, me: Me, missing: &[usize]) -> Option<String> {
         ));
     }
     if !missing.contains(&rank) {
-        return Some(format!("peer says it is rank {rank}, which has already joined"));
+        return Some(format!(
+            "peer says it is rank {rank}, which has already joined"
+        ));
     }
     None
 }
@@ -321,7 +343,10 @@ fn read_verdict(stream: &mut impl Read) -> io::Result<String> {
     stream.read_exact(&mut len)?;
     let len = usize::from(u16::from_le_bytes(len));
     if len > MAX_VERDICT_LEN {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "oversized verdict"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "oversized verdict",
+        ));
     }
     let mut reason = vec![0u8; len];
     stream.read_exact(&mut reason)?;
@@ -337,7 +362,9 @@ fn set_timeouts(stream: &TcpStream, deadline: Instant) -> io::Result<()> {
 
 /// Time left before `deadline`, at least [`MIN_TIMEOUT`] (sockets reject 0).
 fn bounded(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now()).max(MIN_TIMEOUT)
+    deadline
+        .saturating_duration_since(Instant::now())
+        .max(MIN_TIMEOUT)
 }
 
 /// An I/O error in words, with timeouts named as such rather than as the
@@ -351,5 +378,8 @@ fn describe(e: &io::Error) -> String {
 }
 
 fn rendezvous(addr: &str, reason: String) -> CollectiveError {
-    CollectiveError::Rendezvous { addr: addr.to_string(), reason }
+    CollectiveError::Rendezvous {
+        addr: addr.to_string(),
+        reason,
+    }
 }

@@ -49,7 +49,11 @@ pub(super) struct Hello {
 impl Hello {
     /// This build's handshake for `rank` of `world_size`.
     pub fn ours(rank: u32, world_size: u32) -> Self {
-        Self { version: VERSION, world_size, rank }
+        Self {
+            version: VERSION,
+            world_size,
+            rank,
+        }
     }
 
     pub fn encode(&self) -> [u8; HELLO_LEN] {
@@ -192,7 +196,14 @@ mod tests {
         let mut header = [0u8; HEADER_LEN];
         header.copy_from_slice(&frame[..HEADER_LEN]);
         let header = Header::decode(&header);
-        assert_eq!(header, Header { op_code: 2, seq: 7, count: 2 });
+        assert_eq!(
+            header,
+            Header {
+                op_code: 2,
+                seq: 7,
+                count: 2
+            }
+        );
         assert!(header.matches(Op::AllGather, 7));
         assert!(!header.matches(Op::AllReduceSum, 7));
         assert!(!header.matches(Op::AllGather, 8));
