@@ -90,6 +90,9 @@ impl SchedulerHandle {
 /// A group being started after a failure.
 type Restart = Pin<Box<dyn Future<Output = anyhow::Result<ShardGroup>> + Send>>;
 
+/// How often an idle scheduler checks that its shards are alive.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Longest wait between two attempts to restart a failed group.
 const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -168,9 +171,15 @@ impl Scheduler {
                 continue;
             }
             if self.running.is_empty() && self.waiting.is_empty() {
-                match self.rx.recv().await {
-                    Some(s) => self.enqueue(s),
-                    None => break,
+                // While idle, check the shards now and then, so a dead one is
+                // found (and replaced) before a request needs it.
+                match tokio::time::timeout(PROBE_INTERVAL, self.rx.recv()).await {
+                    Ok(Some(s)) => self.enqueue(s),
+                    Ok(None) => break,
+                    Err(_) => {
+                        self.probe().await;
+                        continue;
+                    }
                 }
             }
             while let Ok(s) = self.rx.try_recv() {
@@ -204,6 +213,19 @@ impl Scheduler {
             tokio::time::sleep(delay).await;
             spec.start().await
         }));
+    }
+
+    /// Checks every shard's health; a shard that does not answer fails the group.
+    async fn probe(&mut self) {
+        let Some(group) = self.group.as_mut() else { return };
+        let failed = group.health().await.into_iter().enumerate().find_map(|(rank, h)| match h {
+            Ok(h) if h.joined => None,
+            Ok(_) => Some((rank, "it has left the group".to_string())),
+            Err(e) => Some((rank, e.message().to_string())),
+        });
+        if let Some((rank, reason)) = failed {
+            self.fail(ServeError::ShardUnavailable { rank, reason }, None).await;
+        }
     }
 
     /// A restart finished, for better or worse.

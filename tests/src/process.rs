@@ -87,7 +87,7 @@ impl Process {
 
     /// The last lines the child wrote to standard error.
     pub fn log_tail(&self) -> String {
-        let tail = self.stderr.lock().map(|t| t.iter().copied().collect()).unwrap_or_default();
+        let tail: Vec<u8> = self.stderr.lock().map(|t| t.iter().copied().collect()).unwrap_or_default();
         String::from_utf8_lossy(&tail).into_owned()
     }
 

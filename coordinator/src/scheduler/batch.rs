@@ -179,7 +179,7 @@ impl Scheduler {
 
     /// A step failed. Bad input fails only the requests at `only`; a broken
     /// group fails everything, now and from then on.
-    async fn fail(&mut self, err: ServeError, only: Option<&[usize]>) {
+    pub(super) async fn fail(&mut self, err: ServeError, only: Option<&[usize]>) {
         tracing::error!(error = %err, kind = err.label(), step = self.step, "step failed");
         let victims: Vec<usize> = match (&err, only) {
             (ServeError::InvalidArgument(_), Some(only)) => only.to_vec(),

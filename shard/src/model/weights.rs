@@ -89,7 +89,7 @@ impl<'a> Loader<'a> {
         let block = info.dtype.block_size();
         let data = self.store.bytes(info);
         let row_bytes = info.dtype.bytes_for(cols).expect("checked by matrix()");
-        if keep.start % block == 0 && keep.end % block == 0 {
+        if keep.start.is_multiple_of(block) && keep.end.is_multiple_of(block) {
             let (a, b) = (keep.start / block * info.dtype.block_bytes(), keep.end / block * info.dtype.block_bytes());
             let mut out = Vec::with_capacity(rows * (b - a));
             for row in data.chunks_exact(row_bytes) {
