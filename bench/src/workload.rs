@@ -211,14 +211,15 @@ impl Workload {
                 RequestSpec { prompt, max_tokens }
             }
             PromptSource::File { prompts, .. } => {
-                // `prompts` is never empty (load_prompts refuses that), and
-                // the remainder is below its length.
-                let line = &prompts[(key.index % prompts.len() as u64) as usize];
-                let max_tokens = line.max_tokens.unwrap_or_else(|| self.output_len.sample(&mut rng));
-                RequestSpec {
-                    prompt: line.prompt.clone(),
-                    max_tokens,
-                }
+                // load_prompts refuses an empty file; a list built by hand
+                // without prompts sends empty ones, which servers refuse.
+                let count = prompts.len().max(1) as u64;
+                let line = prompts.get((key.index % count) as usize);
+                let max_tokens = line
+                    .and_then(|l| l.max_tokens)
+                    .unwrap_or_else(|| self.output_len.sample(&mut rng));
+                let prompt = line.map(|l| l.prompt.clone()).unwrap_or_default();
+                RequestSpec { prompt, max_tokens }
             }
         }
     }

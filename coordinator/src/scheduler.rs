@@ -323,6 +323,7 @@ impl Scheduler {
             prefill_tokens += prompt;
             let id = self.next_id;
             self.next_id += 1;
+            tracing::debug!(id, prompt_tokens = prompt, max_new_tokens = s.req.max_new_tokens, "request admitted");
             admitted.push(self.running.len());
             self.running.push(Running::new(id, s.req, s.events, table, &self.tokenizer));
         }

@@ -21,6 +21,9 @@ use crate::process::{self, Process};
 /// Longest a coordinator or shard may take to print its ready line.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// Longest a process may take to exit once told to.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Deadline of every call of the clients made here, streams included.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -133,11 +136,26 @@ impl Coordinator {
         &mut self.process
     }
 
+    /// Stops the coordinator as an operator would (SIGTERM) and checks that
+    /// it exits cleanly within a few seconds and that no shard it started
+    /// outlives it.
+    pub async fn stop(&mut self) -> Result<()> {
+        let status = self.process.terminate(STOP_TIMEOUT).await?;
+        if !status.success() {
+            bail!("the coordinator exited with {status} after SIGTERM; its log:\n{}", self.log_tail());
+        }
+        let left = process::wait_gone(&self.shard_pids, STOP_TIMEOUT).await;
+        if !left.is_empty() {
+            bail!("shard processes {left:?} outlived their coordinator; its log:\n{}", self.log_tail());
+        }
+        Ok(())
+    }
+
     /// Kills the coordinator with SIGKILL, then any shard of its that is
     /// still alive a few seconds later.
     pub fn kill(&mut self) {
         self.process.kill();
-        let left = process::wait_gone(&self.shard_pids, Duration::from_secs(3));
+        let left = process::wait_gone_blocking(&self.shard_pids, Duration::from_secs(3));
         for pid in left {
             // The pid may have been reused since; only a shard is killed.
             if process::command_name(pid).as_deref() == Some(SHARD_COMM) {

@@ -32,6 +32,8 @@ pub struct GoldenPrompt {
     pub n_new: usize,
     /// Greedy continuation with end-of-sequence tokens not stopping it.
     pub greedy_ids: Vec<u32>,
+    /// `greedy_ids` as text, special tokens spelt out.
+    pub greedy_text: String,
     /// Index in `greedy_ids` of the first end-of-sequence token, if any.
     pub eos_index: Option<usize>,
     /// Top-1 minus top-2 logit at each greedy step.

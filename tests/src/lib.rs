@@ -7,6 +7,7 @@
 //!   server's tokens against them;
 //! - [`binaries`]: the executables under test, built on first use;
 //! - [`cluster`]: coordinators and shards started for a test;
+//! - [`checks`]: assertions on gRPC statuses;
 //! - [`process`]: child processes that die with the test, and pid probes.
 //!
 //! Every test returns early with "SKIPPED: …" when the model is absent
@@ -14,9 +15,11 @@
 //! failure.
 
 pub mod binaries;
+pub mod checks;
 pub mod cluster;
 pub mod fixtures;
 pub mod process;
 
+pub use checks::expect_status;
 pub use cluster::{Coordinator, ServeOptions, Shard, CALL_TIMEOUT};
 pub use fixtures::{check_greedy, check_greedy_prefix, setup, Golden, GoldenPrompt, Setup};

@@ -156,11 +156,27 @@ impl Process {
         Ok(self.status)
     }
 
+    /// Like [`wait_timeout`](Self::wait_timeout), for async code: the
+    /// runtime keeps running meanwhile, so the test's own connections to
+    /// the child (which a graceful shutdown waits on) stay responsive.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_reap()? {
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Sends SIGTERM and waits up to `timeout` for the child to exit; an
     /// error (the child is then killed) if it does not.
-    pub fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus> {
+    pub async fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus> {
         self.signal(libc::SIGTERM)?;
-        match self.wait_timeout(timeout)? {
+        match self.wait_exit(timeout).await? {
             Some(status) => Ok(status),
             None => {
                 self.kill();
@@ -249,13 +265,29 @@ pub fn children_named(parent: u32, name: &str) -> Result<Vec<u32>> {
 
 /// Waits up to `timeout` for every one of `pids` to be gone; returns the
 /// ones still alive then.
-pub fn wait_gone(pids: &[u32], timeout: Duration) -> Vec<u32> {
+pub async fn wait_gone(pids: &[u32], timeout: Duration) -> Vec<u32> {
     let deadline = Instant::now() + timeout;
     loop {
-        let alive: Vec<u32> = pids.iter().copied().filter(|&p| is_alive(p)).collect();
+        let alive = still_alive(pids);
+        if alive.is_empty() || Instant::now() >= deadline {
+            return alive;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`wait_gone`] for code that cannot await (such as `Drop`).
+pub fn wait_gone_blocking(pids: &[u32], timeout: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let alive = still_alive(pids);
         if alive.is_empty() || Instant::now() >= deadline {
             return alive;
         }
         thread::sleep(POLL);
     }
+}
+
+fn still_alive(pids: &[u32]) -> Vec<u32> {
+    pids.iter().copied().filter(|&p| is_alive(p)).collect()
 }

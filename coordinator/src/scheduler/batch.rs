@@ -100,6 +100,7 @@ impl Running {
             None => Outcome::Continue,
             Some(reason) => {
                 let usage = api::Usage { prompt_tokens: self.req.prompt.len() as u32, completion_tokens: self.generated as u32 };
+                tracing::debug!(id = self.id, prompt_tokens = usage.prompt_tokens, completion_tokens = usage.completion_tokens, reason = ?reason, "request finished");
                 let _ = self.events.try_send(Event::Done { finish_reason: reason, usage });
                 Outcome::Finished
             }

@@ -6,11 +6,12 @@
 //! [`TcpGroup::connect`]: a full mesh with one connection per pair of ranks,
 //! each opened with a handshake (magic bytes, protocol version, world_size,
 //! rank) so a stranger or a rank of another group is refused with a clear
-//! error. The byte layout is in [`wire`], the mesh rule in [`rendezvous`].
+//! error. The byte layout is in `wire.rs`, the mesh rule in `rendezvous.rs`.
 //!
 //! In each collective a rank sends its whole part to every peer (one frame,
-//! written by a writer thread per peer, see [`link`]) and reads every peer's
-//! part in rank order. Invariants:
+//! written by a writer thread per peer, see `link.rs`) and reads every peer's
+//! part in rank order. Each rank thus sends `world_size - 1` copies of its
+//! buffer, which suits the few ranks of a tensor-parallel group. Invariants:
 //!
 //! - Sums are taken in rank order on every rank, starting from rank 0's part,
 //!   so every rank ends with bit-identical results.
@@ -18,7 +19,8 @@
 //!   count; a rank at another operation or step is reported as
 //!   [`CollectiveError::Desync`], a size disagreement as
 //!   [`CollectiveError::SizeMismatch`] (the frames are still read whole, so
-//!   the group stays usable after a size mismatch).
+//!   the group stays usable after a size mismatch). The rank that notices a
+//!   desync first shuts down (below), so its peers may see it as gone instead.
 //! - Fail-stop: after any other error the group shuts all its connections
 //!   down, so its peers fail promptly too instead of waiting for a timeout,
 //!   and every later call fails at once. The caller forms a new group.
@@ -29,7 +31,7 @@
 //!
 //! Ranks on one host would exchange faster through shared memory. That belongs
 //! in a second [`Collective`] implementation chosen by the caller when every
-//! rank is local, or, for mixed groups, behind [`link::Link`]: the frame format
+//! rank is local, or, for mixed groups, behind `link::Link`: the frame format
 //! and the rank-order reduction here would not change.
 
 mod link;
