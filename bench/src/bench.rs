@@ -11,9 +11,7 @@ use std::time::SystemTime;
 use crate::backend::{Backend, BackendOptions, ModelDescription};
 use crate::figures::point_result;
 use crate::progress::Progress;
-use crate::results::{
-    Load, PromptInfo, ResultsFile, RunResult, Slo, ToolInfo, WorkloadInfo,
-};
+use crate::results::{Load, PromptInfo, ResultsFile, RunResult, Slo, ToolInfo, WorkloadInfo};
 use crate::runner::{run_point, RunPlan};
 use crate::target::Target;
 use crate::workload::{PromptSource, Workload};
@@ -50,7 +48,9 @@ pub struct BenchConfig {
 pub async fn run(config: BenchConfig, progress: Progress) -> Result<ResultsFile, BenchError> {
     let timestamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     if config.targets.is_empty() || config.loads.is_empty() {
-        return Err(BenchError::Incompatible("a run needs a target and a sweep point".to_owned()));
+        return Err(BenchError::Incompatible(
+            "a run needs a target and a sweep point".to_owned(),
+        ));
     }
 
     // Check every target before sending load to any.
@@ -63,11 +63,25 @@ pub async fn run(config: BenchConfig, progress: Progress) -> Result<ResultsFile,
     let workload = Arc::new(config.workload.clone());
     let mut runs: Vec<RunResult> = Vec::new();
     for (labelled, backend, model) in connected {
-        let label = unique_label(&runs, labelled.label.clone().unwrap_or_else(|| default_label(&model)));
+        let label = unique_label(
+            &runs,
+            labelled
+                .label
+                .clone()
+                .unwrap_or_else(|| default_label(&model)),
+        );
         let mut points = Vec::new();
         for (index, &load) in config.loads.iter().enumerate() {
             let bar = progress.bar(format!("{label} {load}"), bar_length(&config.plan));
-            let run = run_point(backend.clone(), workload.clone(), &config.plan, index, load, bar).await?;
+            let run = run_point(
+                backend.clone(),
+                workload.clone(),
+                &config.plan,
+                index,
+                load,
+                bar,
+            )
+            .await?;
             let figures = point_result(load, &run, &config.slo);
             progress.summary(&label, &figures);
             points.push(figures);

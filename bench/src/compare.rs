@@ -23,7 +23,11 @@ pub fn gather_runs<'a>(files: &'a [(String, ResultsFile)]) -> Vec<(String, &'a R
     all.iter()
         .map(|&(file, run)| {
             let shared = all.iter().filter(|(_, r)| r.label == run.label).count() > 1;
-            let label = if shared { format!("{file}: {}", run.label) } else { run.label.clone() };
+            let label = if shared {
+                format!("{file}: {}", run.label)
+            } else {
+                run.label.clone()
+            };
             (label, run)
         })
         .collect()
@@ -33,14 +37,21 @@ pub fn gather_runs<'a>(files: &'a [(String, ResultsFile)]) -> Vec<(String, &'a R
 pub fn compare(files: &[(String, ResultsFile)]) -> Result<String, BenchError> {
     let runs = gather_runs(files);
     if runs.is_empty() {
-        return Err(BenchError::Incompatible("the files hold no run to compare".to_owned()));
+        return Err(BenchError::Incompatible(
+            "the files hold no run to compare".to_owned(),
+        ));
     }
     Ok(table(&runs))
 }
 
 /// The table of `runs`.
 pub fn table(runs: &[(String, &RunResult)]) -> String {
-    let width = runs.iter().map(|(l, _)| l.chars().count() + 2).max().unwrap_or(0).max(MIN_COLUMN);
+    let width = runs
+        .iter()
+        .map(|(l, _)| l.chars().count() + 2)
+        .max()
+        .unwrap_or(0)
+        .max(MIN_COLUMN);
     let mut out = String::new();
     let _ = write!(out, "{:NAME_COLUMN$}", "");
     for (label, _) in runs {
@@ -82,10 +93,14 @@ type Row = (&'static str, fn(&PointResult) -> String);
 
 /// The rows of each point's block.
 const ROWS: &[Row] = &[
-    ("requests ok/sent", |p| format!("{}/{}", p.requests.succeeded, p.requests.sent)),
+    ("requests ok/sent", |p| {
+        format!("{}/{}", p.requests.succeeded, p.requests.sent)
+    }),
     ("output tok/s", |p| format!("{:.1}", p.output_tokens_per_s)),
     ("requests/s", |p| format!("{:.2}", p.requests_per_s)),
-    ("goodput req/s", |p| format!("{:.2}", p.goodput.requests_per_s)),
+    ("goodput req/s", |p| {
+        format!("{:.2}", p.goodput.requests_per_s)
+    }),
     ("TTFT p50/p99 ms", |p| pair(p.ttft_ms)),
     ("ITL p50/p99 ms", |p| pair(p.itl_ms)),
     ("TPOT p50/p99 ms", |p| pair(p.tpot_ms)),
@@ -95,7 +110,10 @@ const ROWS: &[Row] = &[
 
 /// `p50/p99` of a summary, or `-`.
 fn pair(summary: Option<Summary>) -> String {
-    summary.map_or_else(|| "-".to_owned(), |s| format!("{}/{}", short(s.p50), short(s.p99)))
+    summary.map_or_else(
+        || "-".to_owned(),
+        |s| format!("{}/{}", short(s.p50), short(s.p99)),
+    )
 }
 
 /// A latency with the precision that matters at its size.

@@ -51,6 +51,13 @@ pub enum BenchError {
         detail: String,
     },
 
+    /// An OpenAI-compatible target lists no model and none was named.
+    #[error("{target} lists no model at GET /v1/models; name one with --model")]
+    NoModel {
+        /// The target as given.
+        target: String,
+    },
+
     /// A file could not be read or written.
     #[error("cannot {action} {path}: {source}")]
     Io {
@@ -106,6 +113,7 @@ impl BenchError {
             BenchError::Unreachable { .. } => "unreachable",
             BenchError::WrongProtocol { .. } => "wrong_protocol",
             BenchError::ProbeFailed { .. } => "probe_failed",
+            BenchError::NoModel { .. } => "no_model",
             BenchError::Io { .. } => "io",
             BenchError::PromptFile { .. } => "prompt_file",
             BenchError::ResultsFile { .. } => "results_file",

@@ -27,7 +27,13 @@ pub struct PointRun {
 pub fn point_result(load: Load, run: &PointRun, slo: &Slo) -> PointResult {
     let ok: Vec<&RequestRecord> = run.records.iter().filter(|r| r.ok()).collect();
     let duration_s = run.wall.as_secs_f64();
-    let per_s = |n: u64| if duration_s > 0.0 { n as f64 / duration_s } else { 0.0 };
+    let per_s = |n: u64| {
+        if duration_s > 0.0 {
+            n as f64 / duration_s
+        } else {
+            0.0
+        }
+    };
 
     let (errors, error_examples) = count_errors(&run.records);
     let usage = ok.iter().filter_map(|r| r.usage);
@@ -55,11 +61,25 @@ pub fn point_result(load: Load, run: &PointRun, slo: &Slo) -> PointResult {
         requests_per_s: per_s(succeeded),
         goodput: Goodput {
             met,
-            fraction: if sent > 0 { met as f64 / sent as f64 } else { 0.0 },
+            fraction: if sent > 0 {
+                met as f64 / sent as f64
+            } else {
+                0.0
+            },
             requests_per_s: per_s(met),
         },
-        ttft_ms: Summary::of(&ok.iter().filter_map(|r| r.ttft()).map(ms).collect::<Vec<_>>()),
-        itl_ms: Summary::of(&ok.iter().flat_map(|r| r.inter_token_gaps()).map(ms).collect::<Vec<_>>()),
+        ttft_ms: Summary::of(
+            &ok.iter()
+                .filter_map(|r| r.ttft())
+                .map(ms)
+                .collect::<Vec<_>>(),
+        ),
+        itl_ms: Summary::of(
+            &ok.iter()
+                .flat_map(|r| r.inter_token_gaps())
+                .map(ms)
+                .collect::<Vec<_>>(),
+        ),
         tpot_ms: Summary::of(&ok.iter().filter_map(|r| tpot_ms(r)).collect::<Vec<_>>()),
         e2e_ms: Summary::of(&ok.iter().map(|r| ms(r.e2e)).collect::<Vec<_>>()),
         usage_mismatches: usage_mismatches(&ok),
@@ -72,7 +92,9 @@ fn count_errors(records: &[RequestRecord]) -> (BTreeMap<String, u64>, BTreeMap<S
     let mut examples = BTreeMap::new();
     for error in records.iter().filter_map(|r| r.error.as_ref()) {
         *counts.entry(error.kind.clone()).or_insert(0) += 1;
-        examples.entry(error.kind.clone()).or_insert_with(|| error.message.clone());
+        examples
+            .entry(error.kind.clone())
+            .or_insert_with(|| error.message.clone());
     }
     (counts, examples)
 }

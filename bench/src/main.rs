@@ -194,9 +194,10 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let results = bench::run(config, Progress::new(args.quiet)).await?;
     results.write(&args.out)?;
 
-    let runs = compare::gather_runs(std::slice::from_ref(&("".to_owned(), results.clone())));
-    println!("{}", compare::table(&runs));
+    let files = [(String::new(), results)];
+    println!("{}", compare::compare(&files)?);
     println!("results written to {}", args.out.display());
+    let [(_, results)] = files;
 
     let failed: Vec<String> = results
         .runs
@@ -215,7 +216,11 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
 /// The run's configuration from its flags, checked.
 fn config(args: &RunArgs) -> Result<BenchConfig> {
     if !args.label.is_empty() && args.label.len() != args.target.len() {
-        bail!("give one --label per --target ({} labels, {} targets)", args.label.len(), args.target.len());
+        bail!(
+            "give one --label per --target ({} labels, {} targets)",
+            args.label.len(),
+            args.target.len()
+        );
     }
     let targets = args
         .target
@@ -231,7 +236,10 @@ fn config(args: &RunArgs) -> Result<BenchConfig> {
         (None, None) => Some(DEFAULT_REQUESTS),
         (requests, _) => requests,
     };
-    let duration = args.duration.map(|s| seconds("--duration", s)).transpose()?;
+    let duration = args
+        .duration
+        .map(|s| seconds("--duration", s))
+        .transpose()?;
     let plan = RunPlan::new(requests, duration, args.warmup, args.seed)?;
 
     let prompts = match &args.prompts {
@@ -280,8 +288,15 @@ fn loads(args: &RunArgs) -> Result<Vec<Load>> {
     if args.concurrency.contains(&0) {
         bail!("--concurrency 0: at least one request must be in flight");
     }
-    let levels = if args.concurrency.is_empty() { vec![1, 2, 4, 8] } else { args.concurrency.clone() };
-    Ok(levels.into_iter().map(|concurrency| Load::Closed { concurrency }).collect())
+    let levels = if args.concurrency.is_empty() {
+        vec![1, 2, 4, 8]
+    } else {
+        args.concurrency.clone()
+    };
+    Ok(levels
+        .into_iter()
+        .map(|concurrency| Load::Closed { concurrency })
+        .collect())
 }
 
 /// A positive number of seconds as a duration.
@@ -310,7 +325,10 @@ fn read_files(paths: &[PathBuf]) -> Result<Vec<(String, ResultsFile)>> {
 
 /// The name a file's runs are shown under when labels clash.
 fn file_name(path: &Path) -> String {
-    path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned())
+    path.file_stem().map_or_else(
+        || path.display().to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    )
 }
 
 /// `tessera-bench plot`.

@@ -42,7 +42,10 @@ impl Axis {
     /// The category of `load`.
     fn position(&self, load: &Load) -> Option<SegmentValue<usize>> {
         let x = load.x();
-        self.xs.iter().position(|&v| v == x).map(SegmentValue::CenterOf)
+        self.xs
+            .iter()
+            .position(|&v| v == x)
+            .map(SegmentValue::CenterOf)
     }
 
     /// The tick label of a category.
@@ -85,11 +88,18 @@ pub fn plot(files: &[(String, ResultsFile)], out_dir: &Path) -> Result<Vec<PathB
 
 /// The x axis of all runs; they must share one kind of load.
 fn axis(runs: &[(String, &RunResult)]) -> Result<Axis, BenchError> {
-    let loads: Vec<&Load> = runs.iter().flat_map(|(_, r)| &r.points).map(|p| &p.load).collect();
-    let first = loads
-        .first()
-        .ok_or_else(|| BenchError::Incompatible("the files hold no sweep point to plot".to_owned()))?;
-    if loads.iter().any(|l| std::mem::discriminant(*l) != std::mem::discriminant(*first)) {
+    let loads: Vec<&Load> = runs
+        .iter()
+        .flat_map(|(_, r)| &r.points)
+        .map(|p| &p.load)
+        .collect();
+    let first = loads.first().ok_or_else(|| {
+        BenchError::Incompatible("the files hold no sweep point to plot".to_owned())
+    })?;
+    if loads
+        .iter()
+        .any(|l| std::mem::discriminant(*l) != std::mem::discriminant(*first))
+    {
         return Err(BenchError::Incompatible(
             "cannot plot closed-loop (concurrency) and open-loop (rate) results on one axis"
                 .to_owned(),
@@ -200,7 +210,11 @@ fn draw_panel(
     panel: &Panel,
     series: &[Series],
 ) -> DrawResult<()> {
-    let y_max = series.iter().flat_map(|s| &s.points).map(|p| p.1).fold(0.0, f64::max);
+    let y_max = series
+        .iter()
+        .flat_map(|s| &s.points)
+        .map(|p| p.1)
+        .fold(0.0, f64::max);
     let y_max = if y_max > 0.0 { y_max * 1.15 } else { 1.0 };
     let mut chart = ChartBuilder::on(area)
         .caption(panel.title, ("sans-serif", 22))
@@ -235,7 +249,10 @@ fn draw_panel(
 type Chart<'a, 'b> = ChartContext<
     'a,
     SVGBackend<'b>,
-    Cartesian2d<plotters::coord::ranged1d::SegmentedCoord<RangedCoordusize>, plotters::coord::types::RangedCoordf64>,
+    Cartesian2d<
+        plotters::coord::ranged1d::SegmentedCoord<RangedCoordusize>,
+        plotters::coord::types::RangedCoordf64,
+    >,
 >;
 
 /// Draws one series, its markers and its legend entry.
@@ -248,10 +265,14 @@ fn draw_series(chart: &mut Chart, series: &Series) -> DrawResult<()> {
     } else {
         chart.draw_series(LineSeries::new(points.clone(), style))?
     };
-    entry.label(series.label.clone()).legend(move |(x, y)| {
-        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-    });
-    chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+    entry
+        .label(series.label.clone())
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    chart.draw_series(
+        points
+            .into_iter()
+            .map(|p| Circle::new(p, 3, color.filled())),
+    )?;
     Ok(())
 }
 
@@ -269,7 +290,10 @@ fn values(
         })
         .collect();
     values.sort_by_key(|v| v.0);
-    values.into_iter().map(|(i, v)| (SegmentValue::CenterOf(i), v)).collect()
+    values
+        .into_iter()
+        .map(|(i, v)| (SegmentValue::CenterOf(i), v))
+        .collect()
 }
 
 /// The colour of the `i`-th run: distinct, readable on white.

@@ -65,8 +65,12 @@ impl Progress {
         if !self.summaries {
             return;
         }
-        let ttft = point.ttft_ms.map_or("-".to_owned(), |s| format!("{:.1}", s.p50));
-        let itl = point.itl_ms.map_or("-".to_owned(), |s| format!("{:.1}", s.p50));
+        let ttft = point
+            .ttft_ms
+            .map_or("-".to_owned(), |s| format!("{:.1}", s.p50));
+        let itl = point
+            .itl_ms
+            .map_or("-".to_owned(), |s| format!("{:.1}", s.p50));
         eprintln!(
             "{label} {}: {}/{} ok, {:.1} output tok/s, {:.2} req/s, TTFT p50 {ttft} ms, ITL p50 {itl} ms",
             point.load,

@@ -64,7 +64,9 @@ impl RequestRecord {
 
     /// Gaps between consecutive chunks carrying tokens.
     pub fn inter_token_gaps(&self) -> impl Iterator<Item = Duration> + '_ {
-        self.token_chunks.windows(2).map(|w| w[1].saturating_sub(w[0]))
+        self.token_chunks
+            .windows(2)
+            .map(|w| w[1].saturating_sub(w[0]))
     }
 
     /// Whether the request succeeded.

@@ -124,13 +124,27 @@ pub async fn run_point(
         Load::Closed { concurrency } => concurrency,
         Load::Open { .. } => OPEN_LOOP_WARMUP_CONCURRENCY,
     };
-    let warmup = closed_loop(&ctx, Phase::Warmup, Some(plan.warmup), None, warmup_concurrency).await;
+    let warmup = closed_loop(
+        &ctx,
+        Phase::Warmup,
+        Some(plan.warmup),
+        None,
+        warmup_concurrency,
+    )
+    .await;
 
     // The measured phase.
     let start = Instant::now();
     let records = match load {
         Load::Closed { concurrency } => {
-            closed_loop(&ctx, Phase::Measured, plan.requests, plan.duration, concurrency).await
+            closed_loop(
+                &ctx,
+                Phase::Measured,
+                plan.requests,
+                plan.duration,
+                concurrency,
+            )
+            .await
         }
         Load::Open { rate } => {
             let arrivals = PoissonArrivals::new(rate, arrival_seed(plan.seed, point))?;
@@ -218,7 +232,10 @@ async fn open_loop(
 /// The record of a request task that panicked or was cancelled.
 fn lost_task(err: tokio::task::JoinError) -> RequestRecord {
     RequestRecord {
-        error: Some(RequestError::new("internal", format!("a request task failed: {err}"))),
+        error: Some(RequestError::new(
+            "internal",
+            format!("a request task failed: {err}"),
+        )),
         ..RequestRecord::default()
     }
 }

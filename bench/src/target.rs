@@ -62,7 +62,9 @@ impl FromStr for Target {
                 (Protocol::Openai, format!("http://{rest}"))
             }
             "https" | "grpcs" => {
-                return Err(invalid("TLS targets are not supported yet; use http:// or grpc://"))
+                return Err(invalid(
+                    "TLS targets are not supported yet; use http:// or grpc://",
+                ))
             }
             _ => return Err(invalid("expected grpc://HOST:PORT or http://HOST:PORT")),
         };

@@ -24,18 +24,140 @@ use crate::BenchError;
 
 /// Words of synthetic prompts: short, common, mostly one token each.
 const WORDS: &[&str] = &[
-    "the", "of", "and", "to", "in", "is", "was", "for", "on", "with", "as", "by", "at", "from",
-    "that", "this", "it", "are", "be", "or", "an", "which", "one", "all", "were", "they", "not",
-    "but", "had", "have", "his", "her", "their", "there", "when", "what", "some", "more", "time",
-    "people", "year", "way", "day", "man", "world", "life", "hand", "part", "child", "eye",
-    "place", "work", "week", "case", "point", "number", "group", "fact", "city", "water", "river",
-    "house", "road", "light", "night", "market", "school", "story", "game", "music", "garden",
-    "window", "table", "paper", "letter", "winter", "summer", "morning", "evening", "country",
-    "small", "large", "old", "new", "long", "little", "great", "good", "high", "early", "young",
-    "important", "public", "bad", "same", "able", "green", "quiet", "bright", "open", "simple",
-    "make", "take", "see", "come", "think", "look", "want", "give", "use", "find", "tell", "ask",
-    "seem", "feel", "try", "leave", "call", "keep", "bring", "begin", "show", "hear", "play",
-    "run", "move", "live", "believe", "write", "read", "learn", "build", "walk", "carry",
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "was",
+    "for",
+    "on",
+    "with",
+    "as",
+    "by",
+    "at",
+    "from",
+    "that",
+    "this",
+    "it",
+    "are",
+    "be",
+    "or",
+    "an",
+    "which",
+    "one",
+    "all",
+    "were",
+    "they",
+    "not",
+    "but",
+    "had",
+    "have",
+    "his",
+    "her",
+    "their",
+    "there",
+    "when",
+    "what",
+    "some",
+    "more",
+    "time",
+    "people",
+    "year",
+    "way",
+    "day",
+    "man",
+    "world",
+    "life",
+    "hand",
+    "part",
+    "child",
+    "eye",
+    "place",
+    "work",
+    "week",
+    "case",
+    "point",
+    "number",
+    "group",
+    "fact",
+    "city",
+    "water",
+    "river",
+    "house",
+    "road",
+    "light",
+    "night",
+    "market",
+    "school",
+    "story",
+    "game",
+    "music",
+    "garden",
+    "window",
+    "table",
+    "paper",
+    "letter",
+    "winter",
+    "summer",
+    "morning",
+    "evening",
+    "country",
+    "small",
+    "large",
+    "old",
+    "new",
+    "long",
+    "little",
+    "great",
+    "good",
+    "high",
+    "early",
+    "young",
+    "important",
+    "public",
+    "bad",
+    "same",
+    "able",
+    "green",
+    "quiet",
+    "bright",
+    "open",
+    "simple",
+    "make",
+    "take",
+    "see",
+    "come",
+    "think",
+    "look",
+    "want",
+    "give",
+    "use",
+    "find",
+    "tell",
+    "ask",
+    "seem",
+    "feel",
+    "try",
+    "leave",
+    "call",
+    "keep",
+    "bring",
+    "begin",
+    "show",
+    "hear",
+    "play",
+    "run",
+    "move",
+    "live",
+    "believe",
+    "write",
+    "read",
+    "learn",
+    "build",
+    "walk",
+    "carry",
 ];
 
 /// How many words a synthetic sentence has before its full stop.
@@ -79,12 +201,20 @@ impl FromStr for LengthSpec {
             s.trim()
                 .parse::<u32>()
                 .map_err(|_| invalid("lengths are whole numbers from 1"))
-                .and_then(|n| if n == 0 { Err(invalid("a length must be at least 1")) } else { Ok(n) })
+                .and_then(|n| {
+                    if n == 0 {
+                        Err(invalid("a length must be at least 1"))
+                    } else {
+                        Ok(n)
+                    }
+                })
         };
         match text.split_once(':') {
             Some(("fixed", n)) => Ok(LengthSpec::Fixed(number(n)?)),
             Some(("uniform", range)) => {
-                let (a, b) = range.split_once('-').ok_or_else(|| invalid("expected uniform:A-B"))?;
+                let (a, b) = range
+                    .split_once('-')
+                    .ok_or_else(|| invalid("expected uniform:A-B"))?;
                 let (min, max) = (number(a)?, number(b)?);
                 if min > max {
                     return Err(invalid("the range's start is above its end"));
@@ -144,9 +274,13 @@ pub fn load_prompts(path: &Path) -> Result<Vec<FilePrompt>, BenchError> {
     };
 
     let mut prompts = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let prompt: FilePrompt =
-            serde_json::from_str(line).map_err(|e| bad(i + 1, format!("not a prompt object: {e}")))?;
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let prompt: FilePrompt = serde_json::from_str(line)
+            .map_err(|e| bad(i + 1, format!("not a prompt object: {e}")))?;
         if prompt.max_tokens == Some(0) {
             return Err(bad(i + 1, "max_tokens must be at least 1".to_owned()));
         }

@@ -40,36 +40,56 @@ impl GenerationService {
     }
 
     fn limits(&self) -> Limits {
-        Limits { vocab_size: self.meta.config.vocab_size, context: self.meta.config.max_seq_len }
+        Limits {
+            vocab_size: self.meta.config.vocab_size,
+            context: self.meta.config.max_seq_len,
+        }
     }
 
     fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, ServeError> {
-        self.meta.tokenizer.encode(text, add_special).map_err(|e| invalid(format!("cannot tokenize the prompt: {e}")))
+        self.meta
+            .tokenizer
+            .encode(text, add_special)
+            .map_err(|e| invalid(format!("cannot tokenize the prompt: {e}")))
     }
 
     fn prompt(&self, prompt: Option<pb::generate_request::Prompt>) -> Result<Vec<u32>, ServeError> {
         match prompt {
             Some(pb::generate_request::Prompt::Text(text)) => self.encode(&text, true),
             Some(pb::generate_request::Prompt::TokenIds(ids)) => Ok(ids.ids),
-            None => Err(invalid("the request has no prompt; set `text` or `token_ids`")),
+            None => Err(invalid(
+                "the request has no prompt; set `text` or `token_ids`",
+            )),
         }
     }
 
     fn chat_prompt(&self, messages: Vec<pb::ChatMessage>) -> Result<Vec<u32>, ServeError> {
         let template = self.meta.chat_template.as_ref().ok_or_else(|| {
-            ServeError::FailedPrecondition("this model ships no chat template; use Generate with raw text".into())
+            ServeError::FailedPrecondition(
+                "this model ships no chat template; use Generate with raw text".into(),
+            )
         })?;
         if messages.is_empty() {
-            return Err(invalid("the conversation is empty; send at least one message"));
+            return Err(invalid(
+                "the conversation is empty; send at least one message",
+            ));
         }
         let mut turns = Vec::with_capacity(messages.len());
         for m in messages {
             if !matches!(m.role.as_str(), "system" | "user" | "assistant") {
-                return Err(invalid(format!("message role must be system, user or assistant, got {:?}", m.role)));
+                return Err(invalid(format!(
+                    "message role must be system, user or assistant, got {:?}",
+                    m.role
+                )));
             }
-            turns.push(ChatMessage { role: m.role, content: m.content });
+            turns.push(ChatMessage {
+                role: m.role,
+                content: m.content,
+            });
         }
-        let text = template.render(&turns, true).map_err(|e| invalid(format!("the chat template refused the conversation: {e}")))?;
+        let text = template
+            .render(&turns, true)
+            .map_err(|e| invalid(format!("the chat template refused the conversation: {e}")))?;
         self.encode(&text, false)
     }
 
@@ -93,12 +113,19 @@ async fn collect(mut events: mpsc::Receiver<Event>) -> Result<pb::GenerateRespon
     let mut out = pb::GenerateResponse::default();
     while let Some(event) = events.recv().await {
         match event {
-            Event::Chunk { token_ids, text, logprobs } => {
+            Event::Chunk {
+                token_ids,
+                text,
+                logprobs,
+            } => {
                 out.token_ids.extend(token_ids);
                 out.text.push_str(&text);
                 out.logprobs.extend(logprobs);
             }
-            Event::Done { finish_reason, usage } => {
+            Event::Done {
+                finish_reason,
+                usage,
+            } => {
                 out.finish_reason = finish_reason as i32;
                 out.usage = Some(usage);
                 return Ok(out);
@@ -134,31 +161,46 @@ fn stream(mut events: mpsc::Receiver<Event>) -> ChunkStream {
 
 #[tonic::async_trait]
 impl Generation for GenerationService {
-    async fn generate(&self, request: Request<pb::GenerateRequest>) -> Result<Response<pb::GenerateResponse>, Status> {
+    async fn generate(
+        &self,
+        request: Request<pb::GenerateRequest>,
+    ) -> Result<Response<pb::GenerateResponse>, Status> {
         let req = self.generate_request(request.into_inner())?;
         Ok(Response::new(collect(self.submit(req)?).await?))
     }
 
     type GenerateStreamStream = ChunkStream;
 
-    async fn generate_stream(&self, request: Request<pb::GenerateRequest>) -> Result<Response<ChunkStream>, Status> {
+    async fn generate_stream(
+        &self,
+        request: Request<pb::GenerateRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
         let req = self.generate_request(request.into_inner())?;
         Ok(Response::new(stream(self.submit(req)?)))
     }
 
-    async fn chat(&self, request: Request<pb::ChatRequest>) -> Result<Response<pb::GenerateResponse>, Status> {
+    async fn chat(
+        &self,
+        request: Request<pb::ChatRequest>,
+    ) -> Result<Response<pb::GenerateResponse>, Status> {
         let req = self.chat_request(request.into_inner())?;
         Ok(Response::new(collect(self.submit(req)?).await?))
     }
 
     type ChatStreamStream = ChunkStream;
 
-    async fn chat_stream(&self, request: Request<pb::ChatRequest>) -> Result<Response<ChunkStream>, Status> {
+    async fn chat_stream(
+        &self,
+        request: Request<pb::ChatRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
         let req = self.chat_request(request.into_inner())?;
         Ok(Response::new(stream(self.submit(req)?)))
     }
 
-    async fn tokenize(&self, request: Request<pb::TokenizeRequest>) -> Result<Response<pb::TokenizeResponse>, Status> {
+    async fn tokenize(
+        &self,
+        request: Request<pb::TokenizeRequest>,
+    ) -> Result<Response<pb::TokenizeResponse>, Status> {
         let token_ids = match request.into_inner().input {
             Some(pb::tokenize_request::Input::Text(text)) => self.encode(&text, true)?,
             Some(pb::tokenize_request::Input::Chat(chat)) => self.chat_prompt(chat.messages)?,
@@ -167,7 +209,10 @@ impl Generation for GenerationService {
         Ok(Response::new(pb::TokenizeResponse { token_ids }))
     }
 
-    async fn model_info(&self, _: Request<pb::ModelInfoRequest>) -> Result<Response<pb::ModelInfoResponse>, Status> {
+    async fn model_info(
+        &self,
+        _: Request<pb::ModelInfoRequest>,
+    ) -> Result<Response<pb::ModelInfoResponse>, Status> {
         let m = &self.meta;
         let c = &m.config;
         Ok(Response::new(pb::ModelInfoResponse {

@@ -76,15 +76,28 @@ pub struct Cluster {
 /// Starts the cluster `args` describes; `log` is the shards' log filter.
 pub async fn start(args: &ClusterArgs, log: &str) -> Result<Cluster> {
     check(args)?;
-    let files = ModelFiles::open(&args.model).with_context(|| format!("cannot load model {}", args.model.display()))?;
-    let model = args.model.canonicalize().with_context(|| format!("cannot resolve {}", args.model.display()))?;
-    let world_size = if args.shards.is_empty() { args.tp } else { args.shards.len() };
+    let files = ModelFiles::open(&args.model)
+        .with_context(|| format!("cannot load model {}", args.model.display()))?;
+    let model = args
+        .model
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", args.model.display()))?;
+    let world_size = if args.shards.is_empty() {
+        args.tp
+    } else {
+        args.shards.len()
+    };
     for rank in 0..world_size {
         TpPlan::new(&files.config, rank, world_size, 1).context("cannot split the model")?;
     }
 
     let local = match args.shards.is_empty() {
-        true => Some(LocalShards { binary: shard_binary(args)?, world_size, threads: threads(args), log: log.to_string() }),
+        true => Some(LocalShards {
+            binary: shard_binary(args)?,
+            world_size,
+            threads: threads(args),
+            log: log.to_string(),
+        }),
         false => None,
     };
     let num_blocks = kv_blocks(&files, world_size, args)?;
@@ -97,7 +110,12 @@ pub async fn start(args: &ClusterArgs, log: &str) -> Result<Cluster> {
         step_timeout: Duration::from_secs(args.step_timeout_secs),
     };
     let group = spec.start().await?;
-    tracing::info!(world_size, num_blocks, block_size = args.kv_block_size, "shard group joined");
+    tracing::info!(
+        world_size,
+        num_blocks,
+        block_size = args.kv_block_size,
+        "shard group joined"
+    );
 
     let tokenizer = Arc::new(files.tokenizer);
     let limits = BatchLimits {
@@ -107,9 +125,22 @@ pub async fn start(args: &ClusterArgs, log: &str) -> Result<Cluster> {
     };
     let blocks = BlockAllocator::new(num_blocks, args.kv_block_size);
     let (scheduler, handle) = Scheduler::new(group, spec, blocks, Arc::clone(&tokenizer), limits);
-    let name = files.source.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
-    let meta = ModelMeta { name, config: files.config, tokenizer, chat_template: files.chat_template, world_size };
-    Ok(Cluster { meta: Arc::new(meta), scheduler: handle, runner: scheduler })
+    let name = files
+        .source
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let meta = ModelMeta {
+        name,
+        config: files.config,
+        tokenizer,
+        chat_template: files.chat_template,
+        world_size,
+    };
+    Ok(Cluster {
+        meta: Arc::new(meta),
+        scheduler: handle,
+        runner: scheduler,
+    })
 }
 
 fn check(args: &ClusterArgs) -> Result<()> {
@@ -141,7 +172,12 @@ fn kv_blocks(files: &ModelFiles, world_size: usize, args: &ClusterArgs) -> Resul
     let per_position = 2 * c.num_layers * max_kv_heads * c.head_dim * 4;
     let blocks = args.kv_cache_mib * (1 << 20) / (per_position * args.kv_block_size);
     if blocks == 0 {
-        bail!("--kv-cache-mib {} holds no block of {} positions ({} bytes each); raise it", args.kv_cache_mib, args.kv_block_size, per_position);
+        bail!(
+            "--kv-cache-mib {} holds no block of {} positions ({} bytes each); raise it",
+            args.kv_cache_mib,
+            args.kv_block_size,
+            per_position
+        );
     }
     Ok(blocks)
 }

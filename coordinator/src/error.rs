@@ -10,7 +10,11 @@ pub enum ServeError {
     InvalidArgument(String),
     /// The prompt leaves no room in the context.
     #[error("the prompt has {prompt} tokens and the model's context is {context}; {hint}")]
-    PromptTooLong { prompt: usize, context: usize, hint: &'static str },
+    PromptTooLong {
+        prompt: usize,
+        context: usize,
+        hint: &'static str,
+    },
     /// The waiting queue is at capacity.
     #[error("the server is at capacity ({capacity} requests waiting); retry later")]
     QueueFull { capacity: usize },

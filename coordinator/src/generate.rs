@@ -48,7 +48,10 @@ pub struct GenerateArgs {
 
 /// Runs the command; Ctrl-C stops the answer and the cluster cleanly.
 pub async fn run(args: GenerateArgs, log: &str) -> Result<()> {
-    args.gen.sampling().validate().context("invalid sampling flags")?;
+    args.gen
+        .sampling()
+        .validate()
+        .context("invalid sampling flags")?;
     if args.gen.max_new_tokens == 0 {
         bail!("--max-new-tokens must be at least 1");
     }
@@ -63,13 +66,18 @@ pub async fn run(args: GenerateArgs, log: &str) -> Result<()> {
     let load = Instant::now();
     let cluster_args = local_cluster(&args, model);
     let cluster = cluster::start(&cluster_args, log).await?;
-    let listener = TcpListener::bind("127.0.0.1:0").await.context("cannot open a loopback port")?;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot open a loopback port")?;
     let addr = listener.local_addr()?;
     let (router, scheduler) = server::router(cluster)?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(router.serve_with_incoming_shutdown(
+        TcpListenerStream::new(listener),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     let load_ms = load.elapsed().as_secs_f64() * 1e3;
 
     let client = Client::connect(&addr.to_string()).await?;
@@ -126,13 +134,33 @@ async fn ask(mut client: Client, args: &GenerateArgs, load_ms: f64) -> Result<()
     let mut stream = if g.chat {
         let mut messages = Vec::new();
         if let Some(system) = &g.system {
-            messages.push(pb::ChatMessage { role: "system".into(), content: system.clone() });
+            messages.push(pb::ChatMessage {
+                role: "system".into(),
+                content: system.clone(),
+            });
         }
-        messages.push(pb::ChatMessage { role: "user".into(), content: args.prompt.clone() });
-        client.chat_stream(pb::ChatRequest { messages, sampling, stopping, logprobs: None }).await?
+        messages.push(pb::ChatMessage {
+            role: "user".into(),
+            content: args.prompt.clone(),
+        });
+        client
+            .chat_stream(pb::ChatRequest {
+                messages,
+                sampling,
+                stopping,
+                logprobs: None,
+            })
+            .await?
     } else {
         let prompt = Some(pb::generate_request::Prompt::Text(args.prompt.clone()));
-        client.generate_stream(pb::GenerateRequest { prompt, sampling, stopping, logprobs: None }).await?
+        client
+            .generate_stream(pb::GenerateRequest {
+                prompt,
+                sampling,
+                stopping,
+                logprobs: None,
+            })
+            .await?
     };
 
     let mut ids = Vec::new();
@@ -150,7 +178,8 @@ async fn ask(mut client: Client, args: &GenerateArgs, load_ms: f64) -> Result<()
             std::io::stdout().flush()?;
         }
         if chunk.finish_reason != 0 {
-            finish = pb::FinishReason::try_from(chunk.finish_reason).unwrap_or(pb::FinishReason::Unspecified);
+            finish = pb::FinishReason::try_from(chunk.finish_reason)
+                .unwrap_or(pb::FinishReason::Unspecified);
         }
     }
     let total_ms = start.elapsed().as_secs_f64() * 1e3;
@@ -176,14 +205,23 @@ async fn prompt_ids(client: &mut Client, args: &GenerateArgs) -> Result<Vec<u32>
     let input = if args.gen.chat {
         let mut messages = Vec::new();
         if let Some(system) = &args.gen.system {
-            messages.push(pb::ChatMessage { role: "system".into(), content: system.clone() });
+            messages.push(pb::ChatMessage {
+                role: "system".into(),
+                content: system.clone(),
+            });
         }
-        messages.push(pb::ChatMessage { role: "user".into(), content: args.prompt.clone() });
+        messages.push(pb::ChatMessage {
+            role: "user".into(),
+            content: args.prompt.clone(),
+        });
         pb::tokenize_request::Input::Chat(pb::ChatMessages { messages })
     } else {
         pb::tokenize_request::Input::Text(args.prompt.clone())
     };
-    Ok(client.tokenize(pb::TokenizeRequest { input: Some(input) }).await?.token_ids)
+    Ok(client
+        .tokenize(pb::TokenizeRequest { input: Some(input) })
+        .await?
+        .token_ids)
 }
 
 fn finish_name(f: pb::FinishReason) -> &'static str {

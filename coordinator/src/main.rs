@@ -44,7 +44,10 @@ async fn main() {
         cli.log = "warn".into();
     }
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let result: Result<()> = match cli.command {
         Command::Serve(args) => server::serve(args, &cli.log).await,
         Command::Generate(args) => generate::run(args, &cli.log).await,

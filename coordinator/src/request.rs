@@ -45,10 +45,15 @@ pub fn build(
     limits: Limits,
 ) -> Result<GenRequest, ServeError> {
     if prompt.is_empty() {
-        return Err(invalid("the prompt is empty; send at least one token of text"));
+        return Err(invalid(
+            "the prompt is empty; send at least one token of text",
+        ));
     }
     if let Some(&t) = prompt.iter().find(|&&t| t as usize >= limits.vocab_size) {
-        return Err(invalid(format!("prompt token id {t} is outside the vocabulary of {}", limits.vocab_size)));
+        return Err(invalid(format!(
+            "prompt token id {t} is outside the vocabulary of {}",
+            limits.vocab_size
+        )));
     }
     if prompt.len() >= limits.context {
         return Err(ServeError::PromptTooLong {
@@ -63,7 +68,10 @@ pub fn build(
     check_stops(&stopping, limits)?;
     let logprobs = match logprobs {
         Some(l) if l.top_n > MAX_TOP_LOGPROBS => {
-            return Err(invalid(format!("logprobs.top_n must be at most {MAX_TOP_LOGPROBS}, got {}", l.top_n)))
+            return Err(invalid(format!(
+                "logprobs.top_n must be at most {MAX_TOP_LOGPROBS}, got {}",
+                l.top_n
+            )))
         }
         Some(l) if l.enabled || l.top_n > 0 => Some(l.top_n),
         _ => None,
@@ -96,7 +104,11 @@ fn sampling_params(p: pb::SamplingParams) -> Result<SamplingParams, ServeError> 
     Ok(params)
 }
 
-fn max_new_tokens(s: &pb::StoppingParams, prompt: usize, limits: Limits) -> Result<usize, ServeError> {
+fn max_new_tokens(
+    s: &pb::StoppingParams,
+    prompt: usize,
+    limits: Limits,
+) -> Result<usize, ServeError> {
     let room = limits.context - prompt;
     match s.max_new_tokens {
         Some(0) => Err(invalid("max_new_tokens must be at least 1")),
@@ -112,16 +124,29 @@ fn max_new_tokens(s: &pb::StoppingParams, prompt: usize, limits: Limits) -> Resu
 
 fn check_stops(s: &pb::StoppingParams, limits: Limits) -> Result<(), ServeError> {
     if s.stop.len() > MAX_STOP_SEQUENCES {
-        return Err(invalid(format!("at most {MAX_STOP_SEQUENCES} stop sequences are allowed, got {}", s.stop.len())));
+        return Err(invalid(format!(
+            "at most {MAX_STOP_SEQUENCES} stop sequences are allowed, got {}",
+            s.stop.len()
+        )));
     }
     if let Some(long) = s.stop.iter().find(|x| x.len() > MAX_STOP_LEN) {
-        return Err(invalid(format!("stop sequences may be at most {MAX_STOP_LEN} bytes, got one of {}", long.len())));
+        return Err(invalid(format!(
+            "stop sequences may be at most {MAX_STOP_LEN} bytes, got one of {}",
+            long.len()
+        )));
     }
     if s.stop.iter().any(String::is_empty) {
         return Err(invalid("stop sequences must not be empty"));
     }
-    if let Some(&t) = s.stop_token_ids.iter().find(|&&t| t as usize >= limits.vocab_size) {
-        return Err(invalid(format!("stop token id {t} is outside the vocabulary of {}", limits.vocab_size)));
+    if let Some(&t) = s
+        .stop_token_ids
+        .iter()
+        .find(|&&t| t as usize >= limits.vocab_size)
+    {
+        return Err(invalid(format!(
+            "stop token id {t} is outside the vocabulary of {}",
+            limits.vocab_size
+        )));
     }
     Ok(())
 }
@@ -130,10 +155,16 @@ fn check_stops(s: &pb::StoppingParams, limits: Limits) -> Result<(), ServeError>
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { vocab_size: 100, context: 10 };
+    const LIMITS: Limits = Limits {
+        vocab_size: 100,
+        context: 10,
+    };
 
     fn stopping(n: u32) -> Option<pb::StoppingParams> {
-        Some(pb::StoppingParams { max_new_tokens: Some(n), ..Default::default() })
+        Some(pb::StoppingParams {
+            max_new_tokens: Some(n),
+            ..Default::default()
+        })
     }
 
     #[test]
@@ -151,14 +182,20 @@ mod tests {
         let (code, m) = msg(build(vec![], None, None, None, LIMITS)).expect("empty prompt refused");
         assert_eq!(code, tonic::Code::InvalidArgument);
         assert!(m.contains("empty"), "{m}");
-        let (code, m) = msg(build(vec![1], None, stopping(0), None, LIMITS)).expect("0 tokens refused");
+        let (code, m) =
+            msg(build(vec![1], None, stopping(0), None, LIMITS)).expect("0 tokens refused");
         assert_eq!(code, tonic::Code::InvalidArgument);
         assert!(m.contains("max_new_tokens"), "{m}");
-        let (code, _) = msg(build(vec![1; 10], None, None, None, LIMITS)).expect("too long refused");
+        let (code, _) =
+            msg(build(vec![1; 10], None, None, None, LIMITS)).expect("too long refused");
         assert_eq!(code, tonic::Code::ResourceExhausted);
-        let (code, _) = msg(build(vec![1; 5], None, stopping(6), None, LIMITS)).expect("past context refused");
+        let (code, _) =
+            msg(build(vec![1; 5], None, stopping(6), None, LIMITS)).expect("past context refused");
         assert_eq!(code, tonic::Code::ResourceExhausted);
-        let hot = Some(pb::SamplingParams { top_p: Some(0.0), ..Default::default() });
+        let hot = Some(pb::SamplingParams {
+            top_p: Some(0.0),
+            ..Default::default()
+        });
         let (code, m) = msg(build(vec![1], hot, None, None, LIMITS)).expect("top_p 0 refused");
         assert_eq!(code, tonic::Code::InvalidArgument);
         assert!(m.contains("top_p"), "{m}");

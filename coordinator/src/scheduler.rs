@@ -38,9 +38,16 @@ use tessera_shard::kv_cache::BlockAllocator;
 #[derive(Debug)]
 pub enum Event {
     /// New tokens and the text that became final with them.
-    Chunk { token_ids: Vec<u32>, text: String, logprobs: Vec<api::TokenLogprob> },
+    Chunk {
+        token_ids: Vec<u32>,
+        text: String,
+        logprobs: Vec<api::TokenLogprob>,
+    },
     /// The request finished.
-    Done { finish_reason: api::FinishReason, usage: api::Usage },
+    Done {
+        finish_reason: api::FinishReason,
+        usage: api::Usage,
+    },
     /// The request failed.
     Failed(ServeError),
 }
@@ -76,7 +83,9 @@ impl SchedulerHandle {
     pub fn submit(&self, req: GenRequest) -> Result<mpsc::Receiver<Event>, ServeError> {
         if self.queued.fetch_add(1, Ordering::SeqCst) >= self.max_queue {
             self.queued.fetch_sub(1, Ordering::SeqCst);
-            return Err(ServeError::QueueFull { capacity: self.max_queue });
+            return Err(ServeError::QueueFull {
+                capacity: self.max_queue,
+            });
         }
         let (events, rx) = mpsc::channel(req.max_new_tokens + 2);
         self.tx.try_send(Submission { req, events }).map_err(|_| {
@@ -131,7 +140,11 @@ impl Scheduler {
         // Submissions pass through quickly; the queue bound is `queued`.
         let (tx, rx) = mpsc::channel(limits.max_queue.max(1));
         let queued = Arc::new(AtomicUsize::new(0));
-        let handle = SchedulerHandle { tx, queued: Arc::clone(&queued), max_queue: limits.max_queue };
+        let handle = SchedulerHandle {
+            tx,
+            queued: Arc::clone(&queued),
+            max_queue: limits.max_queue,
+        };
         let s = Self {
             group: Some(group),
             spec,
@@ -206,9 +219,14 @@ impl Scheduler {
             group.abort().await;
         }
         self.set_serving(false).await;
-        let delay = Duration::from_millis(500 * 2u64.pow(self.restart_failures.min(6))).min(MAX_RESTART_BACKOFF);
+        let delay = Duration::from_millis(500 * 2u64.pow(self.restart_failures.min(6)))
+            .min(MAX_RESTART_BACKOFF);
         let spec = self.spec.clone();
-        tracing::warn!(delay_ms = delay.as_millis() as u64, attempt = self.restart_failures + 1, "restarting the shard group");
+        tracing::warn!(
+            delay_ms = delay.as_millis() as u64,
+            attempt = self.restart_failures + 1,
+            "restarting the shard group"
+        );
         self.restart = Some(Box::pin(async move {
             tokio::time::sleep(delay).await;
             spec.start().await
@@ -217,14 +235,22 @@ impl Scheduler {
 
     /// Checks every shard's health; a shard that does not answer fails the group.
     async fn probe(&mut self) {
-        let Some(group) = self.group.as_mut() else { return };
-        let failed = group.health().await.into_iter().enumerate().find_map(|(rank, h)| match h {
-            Ok(h) if h.joined => None,
-            Ok(_) => Some((rank, "it has left the group".to_string())),
-            Err(e) => Some((rank, e.message().to_string())),
-        });
+        let Some(group) = self.group.as_mut() else {
+            return;
+        };
+        let failed = group
+            .health()
+            .await
+            .into_iter()
+            .enumerate()
+            .find_map(|(rank, h)| match h {
+                Ok(h) if h.joined => None,
+                Ok(_) => Some((rank, "it has left the group".to_string())),
+                Err(e) => Some((rank, e.message().to_string())),
+            });
         if let Some((rank, reason)) = failed {
-            self.fail(ServeError::ShardUnavailable { rank, reason }, None).await;
+            self.fail(ServeError::ShardUnavailable { rank, reason }, None)
+                .await;
         }
     }
 
@@ -265,7 +291,9 @@ impl Scheduler {
             let _ = s.events.try_send(Event::Failed(err.clone()));
             return;
         }
-        let needed = self.blocks.blocks_for(s.req.prompt.len() + s.req.max_new_tokens);
+        let needed = self
+            .blocks
+            .blocks_for(s.req.prompt.len() + s.req.max_new_tokens);
         if needed > self.blocks.total_blocks() {
             self.queued.fetch_sub(1, Ordering::SeqCst);
             let err = ServeError::PromptTooLong {
@@ -283,7 +311,8 @@ impl Scheduler {
     async fn drop_cancelled(&mut self) {
         let before = self.waiting.len();
         self.waiting.retain(|s| !s.events.is_closed());
-        self.queued.fetch_sub(before - self.waiting.len(), Ordering::SeqCst);
+        self.queued
+            .fetch_sub(before - self.waiting.len(), Ordering::SeqCst);
 
         let mut gone = Vec::new();
         let mut i = 0;
@@ -291,7 +320,11 @@ impl Scheduler {
             if self.running[i].events.is_closed() {
                 let mut r = self.running.swap_remove(i);
                 self.blocks.release(&mut r.table);
-                tracing::debug!(id = r.id, generated = r.generated, "request cancelled by client");
+                tracing::debug!(
+                    id = r.id,
+                    generated = r.generated,
+                    "request cancelled by client"
+                );
                 gone.push(r.id);
             } else {
                 i += 1;
@@ -309,23 +342,35 @@ impl Scheduler {
         while let Some(front) = self.waiting.front() {
             let prompt = front.req.prompt.len();
             let full = self.running.len() >= self.limits.max_batch_size;
-            let over_budget = !admitted.is_empty() && prefill_tokens + prompt > self.limits.max_prefill_tokens;
+            let over_budget =
+                !admitted.is_empty() && prefill_tokens + prompt > self.limits.max_prefill_tokens;
             if full || over_budget {
                 break;
             }
             let mut table = Vec::new();
             // The last sampled token is never fed back, so it needs no slot.
-            if !self.blocks.grow(&mut table, prompt + front.req.max_new_tokens - 1) {
+            if !self
+                .blocks
+                .grow(&mut table, prompt + front.req.max_new_tokens - 1)
+            {
                 break;
             }
-            let Some(s) = self.waiting.pop_front() else { break };
+            let Some(s) = self.waiting.pop_front() else {
+                break;
+            };
             self.queued.fetch_sub(1, Ordering::SeqCst);
             prefill_tokens += prompt;
             let id = self.next_id;
             self.next_id += 1;
-            tracing::debug!(id, prompt_tokens = prompt, max_new_tokens = s.req.max_new_tokens, "request admitted");
+            tracing::debug!(
+                id,
+                prompt_tokens = prompt,
+                max_new_tokens = s.req.max_new_tokens,
+                "request admitted"
+            );
             admitted.push(self.running.len());
-            self.running.push(Running::new(id, s.req, s.events, table, &self.tokenizer));
+            self.running
+                .push(Running::new(id, s.req, s.events, table, &self.tokenizer));
         }
         admitted
     }

@@ -26,12 +26,17 @@ pub struct ServeArgs {
 
 /// Runs the server until Ctrl-C or SIGTERM, then drains and stops the shards.
 pub async fn serve(args: ServeArgs, log: &str) -> Result<()> {
-    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
     let cluster = cluster::start(&args.cluster, log).await?;
     let (server, cluster_task) = router(cluster)?;
     tracing::info!(listen = %local, "serving");
-    println!("{}", serde_json::json!({ "event": "ready", "listen": local.to_string() }));
+    println!(
+        "{}",
+        serde_json::json!({ "event": "ready", "listen": local.to_string() })
+    );
 
     server
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal())
@@ -44,7 +49,12 @@ pub async fn serve(args: ServeArgs, log: &str) -> Result<()> {
 }
 
 /// The tonic router with every service, and the scheduler's task.
-pub fn router(cluster: Cluster) -> Result<(tonic::transport::server::Router, tokio::task::JoinHandle<()>)> {
+pub fn router(
+    cluster: Cluster,
+) -> Result<(
+    tonic::transport::server::Router,
+    tokio::task::JoinHandle<()>,
+)> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tessera_proto::FILE_DESCRIPTOR_SET)
@@ -59,7 +69,9 @@ pub fn router(cluster: Cluster) -> Result<(tonic::transport::server::Router, tok
     let mut runner = cluster.runner;
     runner.set_health(reporter.clone());
     let task = tokio::spawn(async move {
-        reporter.set_serving::<GenerationServer<GenerationService>>().await;
+        reporter
+            .set_serving::<GenerationServer<GenerationService>>()
+            .await;
         runner.run().await;
     });
     Ok((router, task))
@@ -69,10 +81,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return ctrl_c.await.unwrap_or(()),
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

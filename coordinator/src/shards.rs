@@ -54,7 +54,9 @@ impl GroupSpec {
             Some(local) => ShardGroup::spawn(local, self.step_timeout).await?,
             None => ShardGroup::connect(&self.remote, self.step_timeout).await?,
         };
-        group.join(&self.model, self.kv_num_blocks, self.kv_block_size).await?;
+        group
+            .join(&self.model, self.kv_num_blocks, self.kv_block_size)
+            .await?;
         Ok(group)
     }
 }
@@ -98,13 +100,19 @@ impl ShardGroup {
                 .map_err(|e| anyhow::anyhow!("shard address {addr:?} is not host:port: {e}"))?
                 .connect_timeout(Duration::from_secs(10))
                 .tcp_nodelay(true);
-            let channel = endpoint
-                .connect()
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot reach shard at {addr}: {e}; is `tessera-shard serve` running there?"))?;
+            let channel = endpoint.connect().await.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot reach shard at {addr}: {e}; is `tessera-shard serve` running there?"
+                )
+            })?;
             ranks.push(ShardClient::new(channel).max_decoding_message_size(64 << 20));
         }
-        Ok(Self { ranks, addrs: addrs.to_vec(), children: Vec::new(), step_timeout })
+        Ok(Self {
+            ranks,
+            addrs: addrs.to_vec(),
+            children: Vec::new(),
+            step_timeout,
+        })
     }
 
     /// Ranks in the group.
@@ -114,11 +122,22 @@ impl ShardGroup {
 
     /// Makes every shard a rank of the group: each loads its slice and they
     /// connect their collective. Returns rank 0's answer.
-    pub async fn join(&mut self, model: &Path, kv_num_blocks: usize, kv_block_size: usize) -> anyhow::Result<pb::JoinResponse> {
+    pub async fn join(
+        &mut self,
+        model: &Path,
+        kv_num_blocks: usize,
+        kv_block_size: usize,
+    ) -> anyhow::Result<pb::JoinResponse> {
         let infos = join_all(self.ranks.iter_mut().map(|c| c.info(pb::InfoRequest {}))).await;
         let mut peers = Vec::new();
         for (rank, info) in infos.into_iter().enumerate() {
-            let info = info.map_err(|e| anyhow::anyhow!("shard {} (rank {rank}) did not answer Info: {}", self.addrs[rank], e.message()))?;
+            let info = info.map_err(|e| {
+                anyhow::anyhow!(
+                    "shard {} (rank {rank}) did not answer Info: {}",
+                    self.addrs[rank],
+                    e.message()
+                )
+            })?;
             peers.push(info.into_inner().collective_addr);
         }
         let world_size = self.ranks.len() as u32;
@@ -136,14 +155,18 @@ impl ShardGroup {
         });
         let mut first = None;
         for (rank, r) in join_all(joins).await.into_iter().enumerate() {
-            let r = r.map_err(|e| anyhow::anyhow!("rank {rank} could not join: {}", e.message()))?;
+            let r =
+                r.map_err(|e| anyhow::anyhow!("rank {rank} could not join: {}", e.message()))?;
             first.get_or_insert(r.into_inner());
         }
         first.ok_or_else(|| anyhow::anyhow!("the group has no shards"))
     }
 
     /// Starts new sequences on every rank.
-    pub async fn prefill(&mut self, req: pb::PrefillRequest) -> Result<Vec<pb::SampledToken>, ServeError> {
+    pub async fn prefill(
+        &mut self,
+        req: pb::PrefillRequest,
+    ) -> Result<Vec<pb::SampledToken>, ServeError> {
         let timeout = self.step_timeout;
         let calls = self.ranks.iter_mut().enumerate().map(|(rank, c)| {
             let req = req.clone();
@@ -153,7 +176,10 @@ impl ShardGroup {
     }
 
     /// Runs one decode step on every rank.
-    pub async fn decode(&mut self, req: pb::DecodeRequest) -> Result<Vec<pb::SampledToken>, ServeError> {
+    pub async fn decode(
+        &mut self,
+        req: pb::DecodeRequest,
+    ) -> Result<Vec<pb::SampledToken>, ServeError> {
         let timeout = self.step_timeout;
         let calls = self.ranks.iter_mut().enumerate().map(|(rank, c)| {
             let req = req.clone();
@@ -192,7 +218,11 @@ impl ShardGroup {
     /// ones this coordinator started, without waiting for them to drain.
     pub async fn abort(mut self) {
         let calls = self.ranks.iter_mut().map(|c| async move {
-            let _ = tokio::time::timeout(Duration::from_millis(500), c.shutdown(pb::ShutdownRequest {})).await;
+            let _ = tokio::time::timeout(
+                Duration::from_millis(500),
+                c.shutdown(pb::ShutdownRequest {}),
+            )
+            .await;
         });
         join_all(calls).await;
         for child in &mut self.children {
@@ -204,25 +234,34 @@ impl ShardGroup {
     /// started are gone.
     pub async fn shutdown(mut self) {
         let calls = self.ranks.iter_mut().map(|c| async move {
-            let _ = tokio::time::timeout(Duration::from_secs(2), c.shutdown(pb::ShutdownRequest {})).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), c.shutdown(pb::ShutdownRequest {}))
+                    .await;
         });
         join_all(calls).await;
         for child in &mut self.children {
-            if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_err()
+            {
                 let _ = child.kill().await;
             }
         }
     }
 }
 
-type RankReply = Result<Result<tonic::Response<pb::StepResponse>, tonic::Status>, tokio::time::error::Elapsed>;
+type RankReply =
+    Result<Result<tonic::Response<pb::StepResponse>, tonic::Status>, tokio::time::error::Elapsed>;
 
 /// One rank's tokens, or why it failed. The first failure ends the step at
 /// once: the other ranks' calls are dropped rather than awaited, since a
 /// dead peer can keep them blocked in the collective.
 fn rank_reply(rank: usize, reply: RankReply) -> Result<Vec<pb::SampledToken>, ServeError> {
     match reply {
-        Err(_) => Err(ServeError::ShardUnavailable { rank, reason: "the step timed out".into() }),
+        Err(_) => Err(ServeError::ShardUnavailable {
+            rank,
+            reason: "the step timed out".into(),
+        }),
         Ok(Err(status)) => Err(step_failure(rank, status)),
         Ok(Ok(r)) => Ok(r.into_inner().tokens),
     }
@@ -233,7 +272,11 @@ fn agree(replies: Vec<Vec<pb::SampledToken>>) -> Result<Vec<pb::SampledToken>, S
     let mut replies = replies.into_iter().enumerate();
     let (_, first) = replies.next().unwrap_or_default();
     for (rank, reply) in replies {
-        if first.iter().map(|t| t.token).ne(reply.iter().map(|t| t.token)) {
+        if first
+            .iter()
+            .map(|t| t.token)
+            .ne(reply.iter().map(|t| t.token))
+        {
             return Err(ServeError::RanksDisagree { rank });
         }
     }
@@ -245,29 +288,51 @@ fn agree(replies: Vec<Vec<pb::SampledToken>>) -> Result<Vec<pb::SampledToken>, S
 fn step_failure(rank: usize, status: tonic::Status) -> ServeError {
     match status.code() {
         tonic::Code::InvalidArgument => ServeError::InvalidArgument(status.message().to_string()),
-        _ => ServeError::ShardUnavailable { rank, reason: status.message().to_string() },
+        _ => ServeError::ShardUnavailable {
+            rank,
+            reason: status.message().to_string(),
+        },
     }
 }
 
 /// Starts one shard on loopback; returns it once it printed where it listens.
 async fn spawn_one(opts: &LocalShards, rank: usize) -> anyhow::Result<(Child, String)> {
     let mut child = Command::new(&opts.binary)
-        .args(["--log", &opts.log, "serve", "--listen", "127.0.0.1:0", "--collective-listen", "127.0.0.1:0"])
+        .args([
+            "--log",
+            &opts.log,
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--collective-listen",
+            "127.0.0.1:0",
+        ])
         .args(["--threads", &opts.threads.to_string(), "--exit-with-stdin"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot start shard {}: {e}; pass --shard-binary", opts.binary.display()))?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("shard stdout was not captured"))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot start shard {}: {e}; pass --shard-binary",
+                opts.binary.display()
+            )
+        })?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("shard stdout was not captured"))?;
     let mut lines = BufReader::new(stdout).lines();
     let line = tokio::time::timeout(START_TIMEOUT, lines.next_line())
         .await
         .map_err(|_| anyhow::anyhow!("shard rank {rank} did not start within {START_TIMEOUT:?}"))??
-        .ok_or_else(|| anyhow::anyhow!("shard rank {rank} exited before it was ready; see its log above"))?;
-    let ready: Ready = serde_json::from_str(&line)
-        .map_err(|e| anyhow::anyhow!("shard rank {rank} printed {line:?} instead of its ready line: {e}"))?;
+        .ok_or_else(|| {
+            anyhow::anyhow!("shard rank {rank} exited before it was ready; see its log above")
+        })?;
+    let ready: Ready = serde_json::from_str(&line).map_err(|e| {
+        anyhow::anyhow!("shard rank {rank} printed {line:?} instead of its ready line: {e}")
+    })?;
     // Keep draining stdout so the shard never blocks writing to it.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     tracing::info!(rank, addr = %ready.listen, "shard started");

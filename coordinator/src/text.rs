@@ -30,7 +30,11 @@ impl TextOutput {
     /// Output that ends at the first of `stop` (empty strings are ignored).
     pub fn new(stop: Vec<String>) -> Self {
         let stop = stop.into_iter().filter(|s| !s.is_empty()).collect();
-        Self { detok: Detokenizer::new(), stop, held: String::new() }
+        Self {
+            detok: Detokenizer::new(),
+            stop,
+            held: String::new(),
+        }
     }
 
     /// Adds one token's bytes.
@@ -40,12 +44,18 @@ impl TextOutput {
         if let Some((at, index)) = self.first_match() {
             let text = self.held[..at].to_string();
             self.held.clear();
-            return Pushed { text, stopped: Some(index) };
+            return Pushed {
+                text,
+                stopped: Some(index),
+            };
         }
         let keep = self.hold_back();
         let text = self.held[..self.held.len() - keep].to_string();
         self.held.drain(..self.held.len() - keep);
-        Pushed { text, stopped: None }
+        Pushed {
+            text,
+            stopped: None,
+        }
     }
 
     /// Ends the stream without a stop match: everything held is final.
@@ -103,7 +113,13 @@ mod tests {
         assert_eq!(out.push(b"abc S").text, "abc ");
         assert_eq!(out.push(b"TO").text, "");
         let last = out.push(b"Pxyz");
-        assert_eq!(last, Pushed { text: String::new(), stopped: Some(0) });
+        assert_eq!(
+            last,
+            Pushed {
+                text: String::new(),
+                stopped: Some(0)
+            }
+        );
     }
 
     #[test]
@@ -114,7 +130,10 @@ mod tests {
 
     #[test]
     fn earliest_of_several_stops_wins() {
-        assert_eq!(run(&["world", "lo w"], &["hello world"]), ("hel".into(), Some(1)));
+        assert_eq!(
+            run(&["world", "lo w"], &["hello world"]),
+            ("hel".into(), Some(1))
+        );
     }
 
     #[test]

@@ -116,7 +116,7 @@ impl ChatTemplate {
             Err(source) => {
                 return Err(FormatError::Io {
                     path: jinja_path,
-                    source,
+                    error: source,
                 })
             }
         };

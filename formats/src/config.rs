@@ -109,7 +109,7 @@ impl ModelConfig {
     pub fn from_hf_config(path: &Path) -> Result<Self, FormatError> {
         let text = std::fs::read_to_string(path).map_err(|source| FormatError::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         })?;
         Self::from_hf_json(path, &text)
     }

@@ -84,7 +84,7 @@ fn read_index(path: &Path) -> Result<BTreeMap<String, String>, FormatError> {
     }
     let text = std::fs::read_to_string(path).map_err(|source| FormatError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     let index: Index = serde_json::from_str(&text).map_err(|e| FormatError::Malformed {
         path: path.to_path_buf(),

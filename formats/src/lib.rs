@@ -21,8 +21,8 @@ mod tokenizer;
 mod validate;
 
 pub use chat::{ChatMessage, ChatTemplate};
-pub use detokenizer::Detokenizer;
 pub use config::{Architecture, ModelConfig, RopeScaling, RopeStyle};
+pub use detokenizer::Detokenizer;
 pub use error::FormatError;
 pub use model_files::ModelFiles;
 pub use store::{TensorInfo, TensorStore};

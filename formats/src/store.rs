@@ -147,7 +147,7 @@ impl TensorStore {
 pub(crate) fn map_file(path: &Path) -> Result<Arc<Mmap>, FormatError> {
     let io = |source| FormatError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     };
     let file = File::open(path).map_err(io)?;
     // SAFETY: the mapping is read-only and Tessera never writes model files

@@ -101,7 +101,16 @@ impl Timings {
     /// Figures for `n_tokens` generated tokens.
     pub fn new(load_ms: f64, prefill_ms: f64, decode_ms: f64, n_tokens: usize) -> Self {
         let decoded = n_tokens.saturating_sub(1) as f64;
-        let decode_tokens_per_s = if decode_ms > 0.0 { decoded / (decode_ms / 1e3) } else { 0.0 };
-        Self { load_ms, prefill_ms, decode_ms, decode_tokens_per_s }
+        let decode_tokens_per_s = if decode_ms > 0.0 {
+            decoded / (decode_ms / 1e3)
+        } else {
+            0.0
+        };
+        Self {
+            load_ms,
+            prefill_ms,
+            decode_ms,
+            decode_tokens_per_s,
+        }
     }
 }

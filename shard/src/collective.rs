@@ -22,7 +22,11 @@ pub enum CollectiveError {
     PeerGone { peer: usize, reason: String },
     /// Ranks called collectives with different sizes: a bug or a desynced group.
     #[error("ranks disagree on the size of a collective: rank {peer} sent {actual} values, expected {expected}")]
-    SizeMismatch { peer: usize, expected: usize, actual: usize },
+    SizeMismatch {
+        peer: usize,
+        expected: usize,
+        actual: usize,
+    },
     /// The group could not be formed: an address that cannot be bound, a peer
     /// that never joined, or a peer that failed the handshake.
     #[error("collective rendezvous with {addr} failed: {reason}")]
@@ -30,7 +34,10 @@ pub enum CollectiveError {
     /// A peer neither sent nor took data for longer than the I/O timeout
     /// during a collective: it hangs, or is far slower than the rest.
     #[error("rank {peer} of the tensor-parallel group did not respond within {waited:?} during a collective")]
-    Timeout { peer: usize, waited: std::time::Duration },
+    Timeout {
+        peer: usize,
+        waited: std::time::Duration,
+    },
     /// Ranks are at different collectives (another operation or step): a bug
     /// or a desynced group.
     #[error("rank {peer} is out of step with this rank: {reason}")]
@@ -85,7 +92,11 @@ impl Collective for Solo {
 
     fn all_gather(&mut self, local: &[f32], out: &mut [f32]) -> Result<(), CollectiveError> {
         if local.len() != out.len() {
-            return Err(CollectiveError::SizeMismatch { peer: 0, expected: out.len(), actual: local.len() });
+            return Err(CollectiveError::SizeMismatch {
+                peer: 0,
+                expected: out.len(),
+                actual: local.len(),
+            });
         }
         out.copy_from_slice(local);
         Ok(())

@@ -16,7 +16,11 @@ pub enum GenerateError {
     #[error("max_new_tokens must be at least 1")]
     NoNewTokens,
     #[error("the prompt ({prompt} tokens) plus max_new_tokens ({max_new_tokens}) exceeds the model's context of {context} tokens; shorten the prompt or lower max_new_tokens")]
-    ContextTooLong { prompt: usize, max_new_tokens: usize, context: usize },
+    ContextTooLong {
+        prompt: usize,
+        max_new_tokens: usize,
+        context: usize,
+    },
     #[error("the KV cache has {free} free blocks but this request needs {needed}")]
     CacheFull { needed: usize, free: usize },
     #[error(transparent)]
@@ -81,13 +85,20 @@ pub fn generate(
         return Err(GenerateError::NoNewTokens);
     }
     if prompt + req.max_new_tokens > context {
-        return Err(GenerateError::ContextTooLong { prompt, max_new_tokens: req.max_new_tokens, context });
+        return Err(GenerateError::ContextTooLong {
+            prompt,
+            max_new_tokens: req.max_new_tokens,
+            context,
+        });
     }
     // The last sampled token is never fed back, so it needs no cache slot.
     let positions = prompt + req.max_new_tokens - 1;
     let mut table = BlockTable::new();
     if !blocks.grow(&mut table, positions) {
-        return Err(GenerateError::CacheFull { needed: blocks.blocks_for(positions), free: blocks.free_blocks() });
+        return Err(GenerateError::CacheFull {
+            needed: blocks.blocks_for(positions),
+            free: blocks.free_blocks(),
+        });
     }
     let result = run(cluster, req, &table, &mut on_token);
     cluster.release(&[0]);
@@ -107,7 +118,10 @@ fn run(
         tokens: req.prompt_ids.clone(),
         start_pos: 0,
         blocks: table.clone(),
-        new: Some(NewSeq { sampling: req.sampling.clone(), top_logprobs: 0 }),
+        new: Some(NewSeq {
+            sampling: req.sampling.clone(),
+            top_logprobs: 0,
+        }),
     };
     let mut tokens = Vec::with_capacity(req.max_new_tokens);
     let mut next = one(cluster.step(vec![first])?)?;
@@ -125,14 +139,26 @@ fn run(
             break FinishReason::Length;
         }
         let pos = req.prompt_ids.len() + tokens.len() - 1;
-        let step = StepSeq { id: 0, tokens: vec![token], start_pos: pos, blocks: table.clone(), new: None };
+        let step = StepSeq {
+            id: 0,
+            tokens: vec![token],
+            start_pos: pos,
+            blocks: table.clone(),
+            new: None,
+        };
         next = one(cluster.step(vec![step])?)?;
     };
-    Ok(Generated { tokens, finish_reason, prefill_ms, decode_ms: ms_since(start) })
+    Ok(Generated {
+        tokens,
+        finish_reason,
+        prefill_ms,
+        decode_ms: ms_since(start),
+    })
 }
 
 fn one(mut out: Vec<Sampled>) -> Result<Sampled, GenerateError> {
-    out.pop().ok_or(GenerateError::Group(GroupError::RankGone { rank: 0 }))
+    out.pop()
+        .ok_or(GenerateError::Group(GroupError::RankGone { rank: 0 }))
 }
 
 fn ms_since(t: Instant) -> f64 {

@@ -18,14 +18,18 @@ use crate::worker::{StepError, StepSeq, Worker};
 /// Why the group could not start or run a step.
 #[derive(Debug, thiserror::Error)]
 pub enum GroupError {
-    #[error("rank {rank}: {source}")]
-    Load { rank: usize, source: ModelError },
-    #[error("rank {rank}: {source}")]
-    Step { rank: usize, source: StepError },
+    #[error("rank {rank}: {error}")]
+    Load { rank: usize, error: ModelError },
+    #[error("rank {rank}: {error}")]
+    Step { rank: usize, error: StepError },
     #[error("rank {rank} stopped unexpectedly")]
     RankGone { rank: usize },
     #[error("ranks disagree on sampled tokens: rank 0 gave {first:?}, rank {rank} gave {other:?}")]
-    Disagree { rank: usize, first: Vec<u32>, other: Vec<u32> },
+    Disagree {
+        rank: usize,
+        first: Vec<u32>,
+        other: Vec<u32>,
+    },
     #[error("cannot start a thread pool of {threads} threads: {reason}")]
     Pool { threads: usize, reason: String },
 }
@@ -38,7 +42,10 @@ pub struct CacheSize {
 }
 
 enum Command {
-    Step(Arc<Vec<StepSeq>>, mpsc::Sender<Result<Vec<Sampled>, StepError>>),
+    Step(
+        Arc<Vec<StepSeq>>,
+        mpsc::Sender<Result<Vec<Sampled>, StepError>>,
+    ),
     Release(Vec<u64>),
 }
 
@@ -69,7 +76,10 @@ impl LocalCluster {
                 .num_threads(threads_per_rank)
                 .thread_name(move |i| format!("rank{rank}-compute{i}"))
                 .build()
-                .map_err(|e| GroupError::Pool { threads: threads_per_rank, reason: e.to_string() })?;
+                .map_err(|e| GroupError::Pool {
+                    threads: threads_per_rank,
+                    reason: e.to_string(),
+                })?;
             let (tx, rx) = mpsc::channel();
             let (config, store, ready) = (config.clone(), Arc::clone(&store), ready_tx.clone());
             let thread = std::thread::Builder::new()
@@ -84,11 +94,18 @@ impl LocalCluster {
                         }
                     };
                     let _ = ready.send((rank, Ok(())));
-                    let worker = Worker::new(model, Box::new(comm), cache.num_blocks, cache.block_size);
+                    let worker =
+                        Worker::new(model, Box::new(comm), cache.num_blocks, cache.block_size);
                     serve(worker, &pool, rx);
                 })
-                .map_err(|e| GroupError::Pool { threads: 1, reason: e.to_string() })?;
-            ranks.push(Rank { commands: tx, thread: Some(thread) });
+                .map_err(|e| GroupError::Pool {
+                    threads: 1,
+                    reason: e.to_string(),
+                })?;
+            ranks.push(Rank {
+                commands: tx,
+                thread: Some(thread),
+            });
         }
         drop(ready_tx);
 
@@ -96,7 +113,7 @@ impl LocalCluster {
         for _ in 0..world_size {
             match ready_rx.recv() {
                 Ok((_, Ok(()))) => {}
-                Ok((rank, Err(source))) => return Err(GroupError::Load { rank, source }),
+                Ok((rank, Err(error))) => return Err(GroupError::Load { rank, error }),
                 Err(_) => return Err(GroupError::RankGone { rank: 0 }),
             }
         }
@@ -115,13 +132,15 @@ impl LocalCluster {
         let mut replies = Vec::with_capacity(self.ranks.len());
         for (rank, r) in self.ranks.iter().enumerate() {
             let (tx, rx) = mpsc::channel();
-            r.commands.send(Command::Step(Arc::clone(&seqs), tx)).map_err(|_| GroupError::RankGone { rank })?;
+            r.commands
+                .send(Command::Step(Arc::clone(&seqs), tx))
+                .map_err(|_| GroupError::RankGone { rank })?;
             replies.push(rx);
         }
         let mut first: Option<Vec<Sampled>> = None;
         for (rank, rx) in replies.into_iter().enumerate() {
             let out = rx.recv().map_err(|_| GroupError::RankGone { rank })?;
-            let out = out.map_err(|source| GroupError::Step { rank, source })?;
+            let out = out.map_err(|error| GroupError::Step { rank, error })?;
             match &first {
                 None => first = Some(out),
                 Some(f) if f.iter().map(|s| s.token).ne(out.iter().map(|s| s.token)) => {

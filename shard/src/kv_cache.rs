@@ -17,7 +17,11 @@ pub type BlockTable = Vec<u32>;
 #[derive(Debug, thiserror::Error)]
 pub enum KvError {
     #[error("position {pos} needs block {index} of the block table, which has only {len} blocks")]
-    TableTooShort { pos: usize, index: usize, len: usize },
+    TableTooShort {
+        pos: usize,
+        index: usize,
+        len: usize,
+    },
     #[error("block id {block} is outside the KV cache of {num_blocks} blocks")]
     BlockOutOfRange { block: u32, num_blocks: usize },
 }
@@ -41,11 +45,27 @@ pub struct KvCache {
 
 impl KvCache {
     /// A zeroed cache. Pages are committed lazily by the OS as blocks are used.
-    pub fn new(num_layers: usize, num_blocks: usize, block_size: usize, kv_heads: usize, head_dim: usize) -> Self {
+    pub fn new(
+        num_layers: usize,
+        num_blocks: usize,
+        block_size: usize,
+        kv_heads: usize,
+        head_dim: usize,
+    ) -> Self {
         let row = kv_heads * head_dim;
         let len = num_blocks * block_size * row;
-        let layers = (0..num_layers).map(|_| LayerCache { k: vec![0.0; len], v: vec![0.0; len] }).collect();
-        Self { block_size, num_blocks, row, layers }
+        let layers = (0..num_layers)
+            .map(|_| LayerCache {
+                k: vec![0.0; len],
+                v: vec![0.0; len],
+            })
+            .collect();
+        Self {
+            block_size,
+            num_blocks,
+            row,
+            layers,
+        }
     }
 
     /// Positions per block.
@@ -70,10 +90,20 @@ impl KvCache {
         }
         let needed = (end - 1) / self.block_size + 1;
         if table.len() < needed {
-            return Err(KvError::TableTooShort { pos: end - 1, index: needed - 1, len: table.len() });
+            return Err(KvError::TableTooShort {
+                pos: end - 1,
+                index: needed - 1,
+                len: table.len(),
+            });
         }
-        match table[..needed].iter().find(|&&b| b as usize >= self.num_blocks) {
-            Some(&block) => Err(KvError::BlockOutOfRange { block, num_blocks: self.num_blocks }),
+        match table[..needed]
+            .iter()
+            .find(|&&b| b as usize >= self.num_blocks)
+        {
+            Some(&block) => Err(KvError::BlockOutOfRange {
+                block,
+                num_blocks: self.num_blocks,
+            }),
             None => Ok(()),
         }
     }
@@ -112,7 +142,11 @@ impl BlockAllocator {
     /// An allocator over blocks `0..num_blocks`.
     pub fn new(num_blocks: usize, block_size: usize) -> Self {
         let free = (0..num_blocks as u32).rev().collect();
-        Self { block_size, free, total: num_blocks }
+        Self {
+            block_size,
+            free,
+            total: num_blocks,
+        }
     }
 
     /// Blocks needed to hold `positions` positions.
@@ -168,8 +202,14 @@ mod tests {
     #[test]
     fn cache_checks_tables_and_round_trips() -> Result<(), KvError> {
         let mut c = KvCache::new(1, 2, 4, 1, 2);
-        assert!(matches!(c.check(&[0], 5), Err(KvError::TableTooShort { .. })));
-        assert!(matches!(c.check(&[0, 7], 5), Err(KvError::BlockOutOfRange { block: 7, .. })));
+        assert!(matches!(
+            c.check(&[0], 5),
+            Err(KvError::TableTooShort { .. })
+        ));
+        assert!(matches!(
+            c.check(&[0, 7], 5),
+            Err(KvError::BlockOutOfRange { block: 7, .. })
+        ));
         c.check(&[1, 0], 5)?;
         c.write(0, &[1, 0], 4, &[1.0, 2.0], &[3.0, 4.0]);
         assert_eq!(c.read(0, &[1, 0], 4), (&[1.0, 2.0][..], &[3.0, 4.0][..]));

@@ -59,7 +59,10 @@ struct GenerateCmd {
 fn main() {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command {
         Command::Generate(cmd) => run_generate(cmd),
         Command::Serve(args) => serve(args),
@@ -86,17 +89,27 @@ fn run_generate(cmd: GenerateCmd) -> Result<()> {
     let threads = match cmd.threads {
         Some(0) => bail!("--threads must be at least 1"),
         Some(t) => t,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()).div_ceil(cmd.tp).max(1),
+        None => std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .div_ceil(cmd.tp)
+            .max(1),
     };
-    cmd.gen.sampling().validate().context("invalid sampling flags")?;
+    cmd.gen
+        .sampling()
+        .validate()
+        .context("invalid sampling flags")?;
 
     let load = Instant::now();
-    let files = ModelFiles::open(&cmd.model).with_context(|| format!("cannot load model {}", cmd.model.display()))?;
+    let files = ModelFiles::open(&cmd.model)
+        .with_context(|| format!("cannot load model {}", cmd.model.display()))?;
     let prompt_ids = prompt_ids(&files, &cmd.gen, &cmd.prompt)?;
     let context = files.config.max_seq_len;
     let block_size = 16;
     let positions = (prompt_ids.len() + cmd.gen.max_new_tokens).min(context);
-    let cache = CacheSize { num_blocks: positions.div_ceil(block_size).max(1), block_size };
+    let cache = CacheSize {
+        num_blocks: positions.div_ceil(block_size).max(1),
+        block_size,
+    };
     let store = Arc::new(files.tensors);
     let cluster = LocalCluster::start(&files.config, store, cmd.tp, threads, cache)?;
     let load_ms = load.elapsed().as_secs_f64() * 1e3;
@@ -120,7 +133,10 @@ fn run_generate(cmd: GenerateCmd) -> Result<()> {
             timings: Timings::new(load_ms, out.prefill_ms, out.decode_ms, ids.len()),
             token_ids: ids,
             text,
-            finish_reason: serde_json::to_value(out.finish_reason)?.as_str().unwrap_or("length").to_string(),
+            finish_reason: serde_json::to_value(out.finish_reason)?
+                .as_str()
+                .unwrap_or("length")
+                .to_string(),
         };
         println!("{}", serde_json::to_string(&result)?);
     } else {
@@ -135,15 +151,20 @@ fn prompt_ids(files: &ModelFiles, gen: &GenerationArgs, prompt: &str) -> Result<
     if !gen.chat {
         return Ok(files.tokenizer.encode(prompt, true)?);
     }
-    let template = files
-        .chat_template
-        .as_ref()
-        .context("--chat needs a chat template, and this model ships none; drop --chat to send raw text")?;
+    let template = files.chat_template.as_ref().context(
+        "--chat needs a chat template, and this model ships none; drop --chat to send raw text",
+    )?;
     let mut messages = Vec::new();
     if let Some(system) = &gen.system {
-        messages.push(ChatMessage { role: "system".into(), content: system.clone() });
+        messages.push(ChatMessage {
+            role: "system".into(),
+            content: system.clone(),
+        });
     }
-    messages.push(ChatMessage { role: "user".into(), content: prompt.into() });
+    messages.push(ChatMessage {
+        role: "user".into(),
+        content: prompt.into(),
+    });
     let rendered = template.render(&messages, true)?;
     Ok(files.tokenizer.encode(&rendered, false)?)
 }
@@ -161,7 +182,14 @@ struct TextStream<'a> {
 impl<'a> TextStream<'a> {
     fn new(tokenizer: &'a Tokenizer, req: &GenerateRequest, quiet: bool) -> Self {
         let eos = req.eos_ids.clone();
-        Self { tokenizer, eos, ignore_eos: req.ignore_eos, quiet, detok: Detokenizer::new(), text: String::new() }
+        Self {
+            tokenizer,
+            eos,
+            ignore_eos: req.ignore_eos,
+            quiet,
+            detok: Detokenizer::new(),
+            text: String::new(),
+        }
     }
 
     fn push(&mut self, token: u32) {
@@ -169,7 +197,9 @@ impl<'a> TextStream<'a> {
         if !self.ignore_eos && self.eos.contains(&token) {
             return;
         }
-        let piece = self.detok.push(&self.tokenizer.token_bytes(token).unwrap_or_default());
+        let piece = self
+            .detok
+            .push(&self.tokenizer.token_bytes(token).unwrap_or_default());
         self.emit(piece);
     }
 

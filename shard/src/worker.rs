@@ -70,9 +70,20 @@ pub struct Worker {
 
 impl Worker {
     /// A worker with a cache of `num_blocks` blocks of `block_size` positions.
-    pub fn new(model: Model, comm: Box<dyn Collective>, num_blocks: usize, block_size: usize) -> Self {
+    pub fn new(
+        model: Model,
+        comm: Box<dyn Collective>,
+        num_blocks: usize,
+        block_size: usize,
+    ) -> Self {
         let kv = model.new_kv_cache(num_blocks, block_size);
-        Self { model, kv, comm, samplers: HashMap::new(), blocks: HashMap::new() }
+        Self {
+            model,
+            kv,
+            comm,
+            samplers: HashMap::new(),
+            blocks: HashMap::new(),
+        }
     }
 
     /// The model slice.
@@ -109,7 +120,11 @@ impl Worker {
         result
     }
 
-    fn step_inner(&mut self, seqs: &[StepSeq], created: &mut Vec<u64>) -> Result<Vec<Sampled>, StepError> {
+    fn step_inner(
+        &mut self,
+        seqs: &[StepSeq],
+        created: &mut Vec<u64>,
+    ) -> Result<Vec<Sampled>, StepError> {
         for seq in seqs {
             match &seq.new {
                 Some(new) => {
@@ -130,14 +145,23 @@ impl Worker {
 
         let steps: Vec<SeqStep<'_>> = seqs
             .iter()
-            .map(|s| SeqStep { tokens: &s.tokens, start_pos: s.start_pos, blocks: &s.blocks })
+            .map(|s| SeqStep {
+                tokens: &s.tokens,
+                start_pos: s.start_pos,
+                blocks: &s.blocks,
+            })
             .collect();
-        let mut logits = self.model.forward(&Batch { seqs: &steps }, &mut self.kv, self.comm.as_mut())?;
+        let mut logits =
+            self.model
+                .forward(&Batch { seqs: &steps }, &mut self.kv, self.comm.as_mut())?;
 
         let vocab = self.model.config.vocab_size;
         let mut out = Vec::with_capacity(seqs.len());
         for (seq, row) in seqs.iter().zip(logits.chunks_exact_mut(vocab)) {
-            let sampler = self.samplers.get_mut(&seq.id).ok_or(StepError::UnknownSequence { id: seq.id })?;
+            let sampler = self
+                .samplers
+                .get_mut(&seq.id)
+                .ok_or(StepError::UnknownSequence { id: seq.id })?;
             out.push(sampler.sample(row));
             self.blocks.insert(seq.id, seq.blocks.len());
         }

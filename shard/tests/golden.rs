@@ -36,9 +36,17 @@ fn fixtures() -> Result<Option<(ModelFiles, Value)>> {
     let golden = root().join("../shared/golden/smollm2-135m.json");
     if !model.exists() || !golden.exists() {
         if std::env::var_os("CI").is_some() {
-            bail!("{} or {} is missing; run scripts/fetch-model.sh", model.display(), golden.display());
+            bail!(
+                "{} or {} is missing; run scripts/fetch-model.sh",
+                model.display(),
+                golden.display()
+            );
         }
-        eprintln!("SKIPPED: {} or {} is missing; run scripts/fetch-model.sh", model.display(), golden.display());
+        eprintln!(
+            "SKIPPED: {} or {} is missing; run scripts/fetch-model.sh",
+            model.display(),
+            golden.display()
+        );
         return Ok(None);
     }
     let files = ModelFiles::open(&model)?;
@@ -54,7 +62,12 @@ fn ids(v: &Value) -> Result<Vec<u32>> {
         .collect()
 }
 
-fn greedy(cluster: &LocalCluster, files: &ModelFiles, prompt: &[u32], n: usize) -> Result<Vec<u32>> {
+fn greedy(
+    cluster: &LocalCluster,
+    files: &ModelFiles,
+    prompt: &[u32],
+    n: usize,
+) -> Result<Vec<u32>> {
     let block_size = 16;
     let mut blocks = BlockAllocator::new((prompt.len() + n).div_ceil(block_size), block_size);
     let req = GenerateRequest {
@@ -72,31 +85,51 @@ fn check_ids(name: &str, tp: usize, got: &[u32], want: &[u32], margins: &[f64]) 
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         if g != w {
             if margins[i] < TIE_MARGIN {
-                eprintln!("{name} tp={tp}: step {i} took {g} over golden {w} at margin {}", margins[i]);
+                eprintln!(
+                    "{name} tp={tp}: step {i} took {g} over golden {w} at margin {}",
+                    margins[i]
+                );
                 return Ok(());
             }
-            bail!("{name} tp={tp}: step {i} gave {g}, golden {w} (margin {}); got {got:?}", margins[i]);
+            bail!(
+                "{name} tp={tp}: step {i} gave {g}, golden {w} (margin {}); got {got:?}",
+                margins[i]
+            );
         }
     }
     if got.len() != want.len() {
-        bail!("{name} tp={tp}: {} tokens, golden has {}", got.len(), want.len());
+        bail!(
+            "{name} tp={tp}: {} tokens, golden has {}",
+            got.len(),
+            want.len()
+        );
     }
     Ok(())
 }
 
 #[test]
 fn greedy_matches_golden_at_tp_1_2_3() -> Result<()> {
-    let Some((files, golden)) = fixtures()? else { return Ok(()) };
+    let Some((files, golden)) = fixtures()? else {
+        return Ok(());
+    };
     let prompts = golden["prompts"].as_array().context("prompts")?;
     let store = Arc::new(files.tensors.clone());
     for tp in 1..=3 {
-        let cache = CacheSize { num_blocks: 64, block_size: 16 };
+        let cache = CacheSize {
+            num_blocks: 64,
+            block_size: 16,
+        };
         let cluster = LocalCluster::start(&files.config, Arc::clone(&store), tp, 1, cache)?;
         for p in prompts {
             let name = p["name"].as_str().context("name")?;
             let prompt = ids(&p["prompt_ids"])?;
             let want = ids(&p["greedy_ids"])?;
-            let margins: Vec<f64> = p["step_margins"].as_array().context("margins")?.iter().filter_map(Value::as_f64).collect();
+            let margins: Vec<f64> = p["step_margins"]
+                .as_array()
+                .context("margins")?
+                .iter()
+                .filter_map(Value::as_f64)
+                .collect();
             let got = greedy(&cluster, &files, &prompt, want.len())?;
             check_ids(name, tp, &got, &want, &margins)?;
         }
@@ -105,23 +138,36 @@ fn greedy_matches_golden_at_tp_1_2_3() -> Result<()> {
 }
 
 /// First-position logits of `prompt` at tensor parallelism `tp`, `[vocab]`.
-fn first_logits(files: &ModelFiles, store: &Arc<TensorStore>, prompt: &[u32], tp: usize) -> Result<Vec<f32>> {
+fn first_logits(
+    files: &ModelFiles,
+    store: &Arc<TensorStore>,
+    prompt: &[u32],
+    tp: usize,
+) -> Result<Vec<f32>> {
     let handles: Vec<_> = LocalGroup::new(tp)
         .into_iter()
         .map(|mut comm| {
-            let (config, store, prompt) = (files.config.clone(), Arc::clone(store), prompt.to_vec());
+            let (config, store, prompt) =
+                (files.config.clone(), Arc::clone(store), prompt.to_vec());
             std::thread::spawn(move || -> Result<Vec<f32>> {
                 let model = Model::load(&config, &store, comm.rank(), comm.world_size())?;
                 let blocks: Vec<u32> = (0..prompt.len().div_ceil(16) as u32).collect();
                 let mut kv = model.new_kv_cache(blocks.len(), 16);
-                let seqs = [SeqStep { tokens: &prompt, start_pos: 0, blocks: &blocks }];
+                let seqs = [SeqStep {
+                    tokens: &prompt,
+                    start_pos: 0,
+                    blocks: &blocks,
+                }];
                 Ok(model.forward(&Batch { seqs: &seqs }, &mut kv, &mut comm)?)
             })
         })
         .collect();
     let mut out = Vec::new();
     for h in handles {
-        out.push(h.join().map_err(|_| anyhow::anyhow!("rank thread panicked"))??);
+        out.push(
+            h.join()
+                .map_err(|_| anyhow::anyhow!("rank thread panicked"))??,
+        );
     }
     for (rank, logits) in out.iter().enumerate().skip(1) {
         if logits != &out[0] {
@@ -133,7 +179,9 @@ fn first_logits(files: &ModelFiles, store: &Arc<TensorStore>, prompt: &[u32], tp
 
 #[test]
 fn first_position_logits_match_golden() -> Result<()> {
-    let Some((files, golden)) = fixtures()? else { return Ok(()) };
+    let Some((files, golden)) = fixtures()? else {
+        return Ok(());
+    };
     let store = Arc::new(files.tensors.clone());
     for p in golden["prompts"].as_array().context("prompts")? {
         let prompt = ids(&p["prompt_ids"])?;
@@ -147,9 +195,18 @@ fn first_position_logits_match_golden() -> Result<()> {
                     bail!("{} tp={tp}: logit of {id} is {}, golden {want} (|diff| {diff} > {LOGIT_TOLERANCE})", p["name"], logits[id]);
                 }
             }
-            let norm = logits.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt();
-            let want = p["first_logits_stats"]["l2_norm"].as_f64().context("l2_norm")?;
-            assert!((norm - want).abs() / want < 1e-4, "tp={tp}: l2 norm {norm}, golden {want}");
+            let norm = logits
+                .iter()
+                .map(|&v| f64::from(v) * f64::from(v))
+                .sum::<f64>()
+                .sqrt();
+            let want = p["first_logits_stats"]["l2_norm"]
+                .as_f64()
+                .context("l2_norm")?;
+            assert!(
+                (norm - want).abs() / want < 1e-4,
+                "tp={tp}: l2 norm {norm}, golden {want}"
+            );
         }
     }
     Ok(())
@@ -157,14 +214,36 @@ fn first_position_logits_match_golden() -> Result<()> {
 
 #[test]
 fn chat_answers_paris() -> Result<()> {
-    let Some((files, _)) = fixtures()? else { return Ok(()) };
-    let template = files.chat_template.as_ref().context("SmolLM2 ships a chat template")?;
-    let messages = [tessera_formats::ChatMessage { role: "user".into(), content: "What is the capital of France?".into() }];
-    let prompt = files.tokenizer.encode(&template.render(&messages, true)?, false)?;
+    let Some((files, _)) = fixtures()? else {
+        return Ok(());
+    };
+    let template = files
+        .chat_template
+        .as_ref()
+        .context("SmolLM2 ships a chat template")?;
+    let messages = [tessera_formats::ChatMessage {
+        role: "user".into(),
+        content: "What is the capital of France?".into(),
+    }];
+    let prompt = files
+        .tokenizer
+        .encode(&template.render(&messages, true)?, false)?;
     let store = Arc::new(files.tensors.clone());
-    let cluster = LocalCluster::start(&files.config, store, 2, 1, CacheSize { num_blocks: 8, block_size: 16 })?;
+    let cluster = LocalCluster::start(
+        &files.config,
+        store,
+        2,
+        1,
+        CacheSize {
+            num_blocks: 8,
+            block_size: 16,
+        },
+    )?;
     let mut out = greedy(&cluster, &files, &prompt, 12)?;
-    if let Some(end) = out.iter().position(|t| files.tokenizer.eos_ids().contains(t)) {
+    if let Some(end) = out
+        .iter()
+        .position(|t| files.tokenizer.eos_ids().contains(t))
+    {
         out.truncate(end);
     }
     let text = files.tokenizer.decode(&out, true)?;

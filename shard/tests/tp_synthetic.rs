@@ -41,22 +41,54 @@ fn random_weights(d: Dims, biases: bool, untied: bool, seed: u64) -> Weights {
     let mut w = Weights::new();
     let mut add = |name: String, shape: Vec<usize>, scale: f32, offset: f32| {
         let n = shape.iter().product();
-        let v = (0..n).map(|_| offset + scale * (rng.random::<f32>() * 2.0 - 1.0)).collect();
+        let v = (0..n)
+            .map(|_| offset + scale * (rng.random::<f32>() * 2.0 - 1.0))
+            .collect();
         w.push((name, shape, v));
     };
     let (h, hd) = (d.hidden, d.head_dim());
     add("token_embd.weight".into(), vec![d.vocab, h], 1.0, 0.0);
     for i in 0..d.layers {
         add(format!("blk.{i}.attn_norm.weight"), vec![h], 0.1, 1.0);
-        add(format!("blk.{i}.attn_q.weight"), vec![d.heads * hd, h], 0.3, 0.0);
-        add(format!("blk.{i}.attn_k.weight"), vec![d.kv_heads * hd, h], 0.3, 0.0);
-        add(format!("blk.{i}.attn_v.weight"), vec![d.kv_heads * hd, h], 0.3, 0.0);
+        add(
+            format!("blk.{i}.attn_q.weight"),
+            vec![d.heads * hd, h],
+            0.3,
+            0.0,
+        );
+        add(
+            format!("blk.{i}.attn_k.weight"),
+            vec![d.kv_heads * hd, h],
+            0.3,
+            0.0,
+        );
+        add(
+            format!("blk.{i}.attn_v.weight"),
+            vec![d.kv_heads * hd, h],
+            0.3,
+            0.0,
+        );
         if biases {
             add(format!("blk.{i}.attn_q.bias"), vec![d.heads * hd], 0.2, 0.0);
-            add(format!("blk.{i}.attn_k.bias"), vec![d.kv_heads * hd], 0.2, 0.0);
-            add(format!("blk.{i}.attn_v.bias"), vec![d.kv_heads * hd], 0.2, 0.0);
+            add(
+                format!("blk.{i}.attn_k.bias"),
+                vec![d.kv_heads * hd],
+                0.2,
+                0.0,
+            );
+            add(
+                format!("blk.{i}.attn_v.bias"),
+                vec![d.kv_heads * hd],
+                0.2,
+                0.0,
+            );
         }
-        add(format!("blk.{i}.attn_output.weight"), vec![h, d.heads * hd], 0.3, 0.0);
+        add(
+            format!("blk.{i}.attn_output.weight"),
+            vec![h, d.heads * hd],
+            0.3,
+            0.0,
+        );
         add(format!("blk.{i}.ffn_norm.weight"), vec![h], 0.1, 1.0);
         add(format!("blk.{i}.ffn_gate.weight"), vec![d.ffn, h], 0.3, 0.0);
         add(format!("blk.{i}.ffn_up.weight"), vec![d.ffn, h], 0.3, 0.0);
@@ -71,7 +103,13 @@ fn random_weights(d: Dims, biases: bool, untied: bool, seed: u64) -> Weights {
 
 /// Writes `weights` as a GGUF file; matrices whose name passes `pick` get the
 /// returned type, everything else stays F32.
-fn write_gguf(path: &Path, arch: &str, d: Dims, weights: &Weights, pick: impl Fn(&str) -> DType) -> Result<()> {
+fn write_gguf(
+    path: &Path,
+    arch: &str,
+    d: Dims,
+    weights: &Weights,
+    pick: impl Fn(&str) -> DType,
+) -> Result<()> {
     let mut g = GgufWriter::new();
     g.add_metadata("general.architecture", arch)
         .add_metadata(format!("{arch}.block_count"), d.layers as u32)
@@ -84,8 +122,15 @@ fn write_gguf(path: &Path, arch: &str, d: Dims, weights: &Weights, pick: impl Fn
         .add_metadata(format!("{arch}.attention.layer_norm_rms_epsilon"), 1e-5f32)
         .add_metadata(format!("{arch}.vocab_size"), d.vocab as u32);
     for (name, shape, values) in weights {
-        let dtype = if shape.len() == 2 { pick(name) } else { DType::F32 };
-        let bytes: Vec<u8> = values.chunks(*shape.last().context("shape")?).flat_map(|row| quant::quantize_row(dtype, row)).collect();
+        let dtype = if shape.len() == 2 {
+            pick(name)
+        } else {
+            DType::F32
+        };
+        let bytes: Vec<u8> = values
+            .chunks(*shape.last().context("shape")?)
+            .flat_map(|row| quant::quantize_row(dtype, row))
+            .collect();
         g.add_tensor(name.clone(), dtype, shape, bytes);
     }
     Ok(g.write(path)?)
@@ -102,9 +147,23 @@ fn run(config: &ModelConfig, store: &Arc<TensorStore>, tp: usize) -> Result<(Vec
                 let model = Model::load(&config, &store, comm.rank(), comm.world_size())?;
                 let mut kv = model.new_kv_cache(2, 4);
                 let blocks = [1u32, 0];
-                let first = model.forward(&Batch { seqs: &[SeqStep { tokens: &prompt, start_pos: 0, blocks: &blocks }] }, &mut kv, &mut comm)?;
+                let first = model.forward(
+                    &Batch {
+                        seqs: &[SeqStep {
+                            tokens: &prompt,
+                            start_pos: 0,
+                            blocks: &blocks,
+                        }],
+                    },
+                    &mut kv,
+                    &mut comm,
+                )?;
                 let next = [5u32];
-                let seqs = [SeqStep { tokens: &next, start_pos: prompt.len(), blocks: &blocks }];
+                let seqs = [SeqStep {
+                    tokens: &next,
+                    start_pos: prompt.len(),
+                    blocks: &blocks,
+                }];
                 let second = model.forward(&Batch { seqs: &seqs }, &mut kv, &mut comm)?;
                 Ok((first, second))
             })
@@ -112,7 +171,10 @@ fn run(config: &ModelConfig, store: &Arc<TensorStore>, tp: usize) -> Result<(Vec
         .collect();
     let mut outs = Vec::new();
     for h in handles {
-        outs.push(h.join().map_err(|_| anyhow::anyhow!("rank thread panicked"))??);
+        outs.push(
+            h.join()
+                .map_err(|_| anyhow::anyhow!("rank thread panicked"))??,
+        );
     }
     for (rank, o) in outs.iter().enumerate() {
         assert_eq!(o, &outs[0], "tp={tp}: rank {rank} disagrees with rank 0");
@@ -123,8 +185,15 @@ fn run(config: &ModelConfig, store: &Arc<TensorStore>, tp: usize) -> Result<(Vec
 fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: lengths differ");
     let scale = a.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-    assert!(worst <= tol * scale, "{what}: max |diff| {worst} > {tol} x {scale}");
+    let worst = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst <= tol * scale,
+        "{what}: max |diff| {worst} > {tol} x {scale}"
+    );
 }
 
 /// Every TP degree in `tps` gives TP 1's logits.
@@ -143,10 +212,25 @@ fn check_tp(path: &Path, tps: &[usize]) -> Result<()> {
 #[test]
 fn legacy_quants_split_unevenly_and_beyond_kv_heads() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let d = Dims { hidden: 96, heads: 6, kv_heads: 3, ffn: 192, vocab: 50, layers: 2 };
+    let d = Dims {
+        hidden: 96,
+        heads: 6,
+        kv_heads: 3,
+        ffn: 192,
+        vocab: 50,
+        layers: 2,
+    };
     let path = dir.path().join("m.gguf");
     let w = random_weights(d, false, false, 1);
-    write_gguf(&path, "llama", d, &w, |n| if n.contains("ffn_down") { DType::Q8_0 } else if n.contains("attn") { DType::Q4_0 } else { DType::Q5_1 })?;
+    write_gguf(&path, "llama", d, &w, |n| {
+        if n.contains("ffn_down") {
+            DType::Q8_0
+        } else if n.contains("attn") {
+            DType::Q4_0
+        } else {
+            DType::Q5_1
+        }
+    })?;
     // 2: KV groups 2 + 1; 4 and 6: more ranks than KV heads.
     check_tp(&path, &[2, 3, 4, 6])
 }
@@ -154,7 +238,14 @@ fn legacy_quants_split_unevenly_and_beyond_kv_heads() -> Result<()> {
 #[test]
 fn k_quants_with_unaligned_head_split() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let d = Dims { hidden: 256, heads: 4, kv_heads: 2, ffn: 512, vocab: 40, layers: 1 };
+    let d = Dims {
+        hidden: 256,
+        heads: 4,
+        kv_heads: 2,
+        ffn: 512,
+        vocab: 40,
+        layers: 1,
+    };
     let path = dir.path().join("m.gguf");
     let w = random_weights(d, false, true, 2);
     // attn_output rows hold 256 features split into 128-feature halves: not a
@@ -171,7 +262,14 @@ fn k_quants_with_unaligned_head_split() -> Result<()> {
 #[test]
 fn qwen2_biases_and_untied_head() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let d = Dims { hidden: 64, heads: 4, kv_heads: 2, ffn: 96, vocab: 30, layers: 2 };
+    let d = Dims {
+        hidden: 64,
+        heads: 4,
+        kv_heads: 2,
+        ffn: 96,
+        vocab: 30,
+        layers: 2,
+    };
     let path = dir.path().join("m.gguf");
     let w = random_weights(d, true, true, 3);
     write_gguf(&path, "qwen2", d, &w, |_| DType::BF16)?;
@@ -189,7 +287,8 @@ fn permute_rows(values: &[f32], heads: usize, cols: usize) -> Vec<f32> {
             for j in 0..2 {
                 let new = h * hd + 2 * i + j;
                 let old = h * hd + j * hd / 2 + i;
-                out[new * cols..(new + 1) * cols].copy_from_slice(&values[old * cols..(old + 1) * cols]);
+                out[new * cols..(new + 1) * cols]
+                    .copy_from_slice(&values[old * cols..(old + 1) * cols]);
             }
         }
     }
@@ -214,9 +313,16 @@ fn hf_name(name: &str) -> String {
         "output.weight" => "lm_head.weight".into(),
         _ => {
             let mut parts = name.splitn(3, '.');
-            let (_, layer, rest) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let (_, layer, rest) = (
+                parts.next(),
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+            );
             let (tensor, kind) = rest.split_once('.').unwrap_or((rest, ""));
-            let hf = map.iter().find(|(g, _)| *g == tensor).map_or(tensor, |(_, h)| h);
+            let hf = map
+                .iter()
+                .find(|(g, _)| *g == tensor)
+                .map_or(tensor, |(_, h)| h);
             format!("model.layers.{layer}.{hf}.{kind}")
         }
     }
@@ -225,7 +331,14 @@ fn hf_name(name: &str) -> String {
 #[test]
 fn hugging_face_folder_matches_gguf() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let d = Dims { hidden: 64, heads: 4, kv_heads: 2, ffn: 96, vocab: 30, layers: 2 };
+    let d = Dims {
+        hidden: 64,
+        heads: 4,
+        kv_heads: 2,
+        ffn: 96,
+        vocab: 30,
+        layers: 2,
+    };
     let w = random_weights(d, false, true, 4);
 
     // The HF folder holds the weights as they are, in two shards with an index.
@@ -240,14 +353,25 @@ fn hugging_face_folder_matches_gguf() -> Result<()> {
     std::fs::write(hf.join("config.json"), config.to_string())?;
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = w
         .iter()
-        .map(|(n, s, v)| (hf_name(n), s.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .map(|(n, s, v)| {
+            (
+                hf_name(n),
+                s.clone(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
         .collect();
     let mut weight_map = serde_json::Map::new();
     for (part, chunk) in bytes.chunks(bytes.len().div_ceil(2)).enumerate() {
         let file = format!("model-0000{}-of-00002.safetensors", part + 1);
         let views = chunk
             .iter()
-            .map(|(n, s, b)| Ok((n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)?)))
+            .map(|(n, s, b)| {
+                Ok((
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)?,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
         safetensors::serialize_to_file(views, None, &hf.join(&file))?;
         for (n, _, _) in chunk {
@@ -261,8 +385,16 @@ fn hugging_face_folder_matches_gguf() -> Result<()> {
     let gguf_weights: Weights = w
         .iter()
         .map(|(n, s, v)| {
-            let heads = if n.contains("attn_q.weight") { d.heads } else { d.kv_heads };
-            let v = if n.contains("attn_q.weight") || n.contains("attn_k.weight") { permute_rows(v, heads, s[1]) } else { v.clone() };
+            let heads = if n.contains("attn_q.weight") {
+                d.heads
+            } else {
+                d.kv_heads
+            };
+            let v = if n.contains("attn_q.weight") || n.contains("attn_k.weight") {
+                permute_rows(v, heads, s[1])
+            } else {
+                v.clone()
+            };
             (n.clone(), s.clone(), v)
         })
         .collect();

@@ -37,7 +37,10 @@ pub fn workspace_root() -> PathBuf {
 /// The debug executables, built once per test process.
 pub fn binaries() -> Result<&'static Binaries> {
     static BUILT: OnceLock<Result<Binaries, String>> = OnceLock::new();
-    BUILT.get_or_init(|| build().map_err(|e| format!("{e:#}"))).as_ref().map_err(|e| anyhow!("{e}"))
+    BUILT
+        .get_or_init(|| build().map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow!("{e}"))
 }
 
 /// `$CARGO_TARGET_DIR/debug`, or `target/debug` in the workspace.
@@ -51,21 +54,37 @@ fn build() -> Result<Binaries> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
-        .args(["build", "--quiet", "--bin", "tessera", "--bin", "tessera-shard"])
+        .args([
+            "build",
+            "--quiet",
+            "--bin",
+            "tessera",
+            "--bin",
+            "tessera-shard",
+        ])
         .current_dir(workspace_root());
     let mut build = Process::spawn("cargo build", command)?;
     let Some(status) = build.wait_timeout(BUILD_TIMEOUT)? else {
-        bail!("cargo build did not finish within {BUILD_TIMEOUT:?}; its output:\n{}", build.log_tail());
+        bail!(
+            "cargo build did not finish within {BUILD_TIMEOUT:?}; its output:\n{}",
+            build.log_tail()
+        );
     };
     if !status.success() {
         bail!("cargo build failed ({status}):\n{}", build.log_tail());
     }
 
     let dir = profile_dir();
-    let binaries = Binaries { coordinator: dir.join("tessera"), shard: dir.join("tessera-shard") };
+    let binaries = Binaries {
+        coordinator: dir.join("tessera"),
+        shard: dir.join("tessera-shard"),
+    };
     for path in [&binaries.coordinator, &binaries.shard] {
         if !path.is_file() {
-            bail!("cargo build succeeded but {} does not exist", path.display());
+            bail!(
+                "cargo build succeeded but {} does not exist",
+                path.display()
+            );
         }
     }
     Ok(binaries)

@@ -7,7 +7,12 @@ use tessera_client::{ClientError, Code};
 
 /// Checks that `result` failed with status `code` and a message containing
 /// `phrase` (ignoring case); `what` names the request in the failure.
-pub fn expect_status<T: Debug>(result: Result<T, ClientError>, code: Code, phrase: &str, what: &str) -> Result<()> {
+pub fn expect_status<T: Debug>(
+    result: Result<T, ClientError>,
+    code: Code,
+    phrase: &str,
+    what: &str,
+) -> Result<()> {
     let err = match result {
         Ok(answer) => bail!("{what}: expected {code:?}, got an answer: {answer:?}"),
         Err(err) => err,

@@ -51,17 +51,31 @@ pub struct ServeOptions {
 impl ServeOptions {
     /// A coordinator that starts `tp` shards of one thread each.
     pub fn tp(tp: usize) -> Self {
-        ServeOptions { tp, shards: Vec::new(), threads: 1, kv_cache_mib: 128, max_queue: None, max_batch_size: None }
+        ServeOptions {
+            tp,
+            shards: Vec::new(),
+            threads: 1,
+            kv_cache_mib: 128,
+            max_queue: None,
+            max_batch_size: None,
+        }
     }
 
     /// A coordinator that joins the running `shards`, in rank order.
     pub fn shards(shards: &[Shard]) -> Self {
         let addrs = shards.iter().map(|s| s.listen.clone()).collect();
-        ServeOptions { shards: addrs, ..ServeOptions::tp(shards.len()) }
+        ServeOptions {
+            shards: addrs,
+            ..ServeOptions::tp(shards.len())
+        }
     }
 
     fn args(&self, setup: &Setup) -> Vec<String> {
-        let mut args = vec!["serve".to_owned(), "--listen".to_owned(), "127.0.0.1:0".to_owned()];
+        let mut args = vec![
+            "serve".to_owned(),
+            "--listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ];
         args.extend(["--model".to_owned(), setup.model.display().to_string()]);
         args.extend(["--kv-cache-mib".to_owned(), self.kv_cache_mib.to_string()]);
         if self.shards.is_empty() {
@@ -95,7 +109,10 @@ impl Coordinator {
         let mut command = Command::new(&setup.binaries.coordinator);
         command.args(options.args(setup));
         let (process, ready) = Process::spawn_ready("tessera serve", command, READY_TIMEOUT)?;
-        let addr = ready["listen"].as_str().context("the ready line has no listen address")?.to_owned();
+        let addr = ready["listen"]
+            .as_str()
+            .context("the ready line has no listen address")?
+            .to_owned();
         if !addr.starts_with("127.0.0.1:") {
             bail!("the coordinator listens on {addr}, not on loopback");
         }
@@ -105,11 +122,18 @@ impl Coordinator {
         } else {
             Vec::new()
         };
-        let mut coordinator = Coordinator { addr, shard_pids, process };
+        let mut coordinator = Coordinator {
+            addr,
+            shard_pids,
+            process,
+        };
         if options.shards.is_empty() && coordinator.shard_pids.len() != options.tp {
             let found = coordinator.shard_pids.len();
             coordinator.kill();
-            bail!("the coordinator runs {found} shard processes, expected --tp {}", options.tp);
+            bail!(
+                "the coordinator runs {found} shard processes, expected --tp {}",
+                options.tp
+            );
         }
         Ok(coordinator)
     }
@@ -117,7 +141,10 @@ impl Coordinator {
     /// A client of the public API whose calls time out after
     /// [`CALL_TIMEOUT`].
     pub async fn client(&self) -> Result<Client> {
-        let client = Client::builder().timeout(CALL_TIMEOUT).connect(&self.addr).await?;
+        let client = Client::builder()
+            .timeout(CALL_TIMEOUT)
+            .connect(&self.addr)
+            .await?;
         Ok(client)
     }
 
@@ -142,11 +169,17 @@ impl Coordinator {
     pub async fn stop(&mut self) -> Result<()> {
         let status = self.process.terminate(STOP_TIMEOUT).await?;
         if !status.success() {
-            bail!("the coordinator exited with {status} after SIGTERM; its log:\n{}", self.log_tail());
+            bail!(
+                "the coordinator exited with {status} after SIGTERM; its log:\n{}",
+                self.log_tail()
+            );
         }
         let left = process::wait_gone(&self.shard_pids, STOP_TIMEOUT).await;
         if !left.is_empty() {
-            bail!("shard processes {left:?} outlived their coordinator; its log:\n{}", self.log_tail());
+            bail!(
+                "shard processes {left:?} outlived their coordinator; its log:\n{}",
+                self.log_tail()
+            );
         }
         Ok(())
     }
@@ -185,17 +218,29 @@ impl Shard {
     /// listens.
     pub fn start(setup: &Setup, threads: usize) -> Result<Self> {
         let mut command = Command::new(&setup.binaries.shard);
-        command.args(["serve", "--listen", "127.0.0.1:0", "--collective-listen", "127.0.0.1:0"]);
+        command.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--collective-listen",
+            "127.0.0.1:0",
+        ]);
         command.args(["--threads", &threads.to_string(), "--exit-with-stdin"]);
         let (process, ready) = Process::spawn_ready("tessera-shard serve", command, READY_TIMEOUT)?;
         let field = |name: &str| -> Result<String> {
-            let value = ready[name].as_str().with_context(|| format!("the shard's ready line has no {name}"))?;
+            let value = ready[name]
+                .as_str()
+                .with_context(|| format!("the shard's ready line has no {name}"))?;
             if !value.starts_with("127.0.0.1:") {
                 bail!("the shard's {name} address {value} is not on loopback");
             }
             Ok(value.to_owned())
         };
-        Ok(Shard { listen: field("listen")?, collective: field("collective")?, process })
+        Ok(Shard {
+            listen: field("listen")?,
+            collective: field("collective")?,
+            process,
+        })
     }
 
     /// A client of the shard's internal API.
@@ -211,7 +256,11 @@ impl Shard {
 
     /// The shard's Health answer.
     pub async fn health(&self) -> Result<shard_pb::HealthResponse> {
-        let response = self.control().await?.health(shard_pb::HealthRequest {}).await?;
+        let response = self
+            .control()
+            .await?
+            .health(shard_pb::HealthRequest {})
+            .await?;
         Ok(response.into_inner())
     }
 

@@ -52,7 +52,10 @@ pub struct Golden {
 impl Golden {
     /// The prompt called `name`.
     pub fn prompt(&self, name: &str) -> Result<&GoldenPrompt> {
-        self.prompts.iter().find(|p| p.name == name).with_context(|| format!("no golden prompt {name}"))
+        self.prompts
+            .iter()
+            .find(|p| p.name == name)
+            .with_context(|| format!("no golden prompt {name}"))
     }
 
     /// The prompts continued from raw text (every one but the chat prompt).
@@ -80,17 +83,27 @@ pub fn setup() -> Result<Option<Setup>> {
     let model = workspace_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
     let golden = workspace_root().join("../shared/golden/smollm2-135m.json");
     if !model.is_file() || !golden.is_file() {
-        let what = format!("{} or {} is missing; run scripts/fetch-model.sh", model.display(), golden.display());
+        let what = format!(
+            "{} or {} is missing; run scripts/fetch-model.sh",
+            model.display(),
+            golden.display()
+        );
         if std::env::var_os("CI").is_some() {
             bail!("{what}");
         }
         eprintln!("SKIPPED: {what}");
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&golden).with_context(|| format!("cannot read {}", golden.display()))?;
-    let golden: Golden = serde_json::from_str(&text).with_context(|| format!("cannot parse {}", golden.display()))?;
+    let text = std::fs::read_to_string(&golden)
+        .with_context(|| format!("cannot read {}", golden.display()))?;
+    let golden: Golden = serde_json::from_str(&text)
+        .with_context(|| format!("cannot parse {}", golden.display()))?;
     let binaries = binaries()?.clone();
-    Ok(Some(Setup { binaries, model, golden }))
+    Ok(Some(Setup {
+        binaries,
+        model,
+        golden,
+    }))
 }
 
 /// Checks `got`, the greedy output of `prompt`'s ids for `prompt.n_new`
@@ -98,7 +111,12 @@ pub fn setup() -> Result<Option<Setup>> {
 /// (see the module docs).
 pub fn check_greedy(prompt: &GoldenPrompt, got: &[u32]) -> Result<()> {
     if got.len() != prompt.greedy_ids.len() {
-        bail!("{}: got {} tokens, expected {}: {got:?}", prompt.name, got.len(), prompt.greedy_ids.len());
+        bail!(
+            "{}: got {} tokens, expected {}: {got:?}",
+            prompt.name,
+            got.len(),
+            prompt.greedy_ids.len()
+        );
     }
     check_greedy_prefix(prompt, got)
 }
@@ -109,15 +127,27 @@ pub fn check_greedy_prefix(prompt: &GoldenPrompt, got: &[u32]) -> Result<()> {
     let expected = &prompt.greedy_ids;
     let Some(step) = got.iter().zip(expected).position(|(a, b)| a != b) else {
         if got.len() > expected.len() {
-            bail!("{}: got {} tokens, the golden run has {}", prompt.name, got.len(), expected.len());
+            bail!(
+                "{}: got {} tokens, the golden run has {}",
+                prompt.name,
+                got.len(),
+                expected.len()
+            );
         }
         return Ok(());
     };
-    let margin = prompt.step_margins.get(step).copied().unwrap_or(f64::INFINITY);
+    let margin = prompt
+        .step_margins
+        .get(step)
+        .copied()
+        .unwrap_or(f64::INFINITY);
     if margin < TIE_MARGIN {
         // A near tie: either token is a correct greedy choice, and the rest
         // of the continuation is no longer comparable.
-        eprintln!("{}: diverged at step {step}, a near tie (margin {margin}); not compared further", prompt.name);
+        eprintln!(
+            "{}: diverged at step {step}, a near tie (margin {margin}); not compared further",
+            prompt.name
+        );
         return Ok(());
     }
     bail!(

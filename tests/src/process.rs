@@ -69,7 +69,13 @@ impl Process {
         let writer = Arc::clone(&tail);
         thread::spawn(move || keep_tail(stderr, &writer));
 
-        Ok(Process { name: name.to_owned(), child, stdout: rx, stderr: tail, status: None })
+        Ok(Process {
+            name: name.to_owned(),
+            child,
+            stdout: rx,
+            stderr: tail,
+            status: None,
+        })
     }
 
     /// Starts `command` and waits up to `timeout` for the JSON line
@@ -87,7 +93,11 @@ impl Process {
 
     /// The last lines the child wrote to standard error.
     pub fn log_tail(&self) -> String {
-        let tail: Vec<u8> = self.stderr.lock().map(|t| t.iter().copied().collect()).unwrap_or_default();
+        let tail: Vec<u8> = self
+            .stderr
+            .lock()
+            .map(|t| t.iter().copied().collect())
+            .unwrap_or_default();
         String::from_utf8_lossy(&tail).into_owned()
     }
 
@@ -96,15 +106,27 @@ impl Process {
         let line = match self.stdout.recv_timeout(timeout) {
             Ok(line) => line,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                bail!("{} printed no ready line within {timeout:?}; its log:\n{}", self.name, self.log_tail())
+                bail!(
+                    "{} printed no ready line within {timeout:?}; its log:\n{}",
+                    self.name,
+                    self.log_tail()
+                )
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let status = self.wait_timeout(Duration::from_secs(5)).ok().flatten();
-                bail!("{} exited ({status:?}) before it was ready; its log:\n{}", self.name, self.log_tail())
+                bail!(
+                    "{} exited ({status:?}) before it was ready; its log:\n{}",
+                    self.name,
+                    self.log_tail()
+                )
             }
         };
-        let ready: Value = serde_json::from_str(&line)
-            .with_context(|| format!("{} printed {line:?} instead of a JSON ready line", self.name))?;
+        let ready: Value = serde_json::from_str(&line).with_context(|| {
+            format!(
+                "{} printed {line:?} instead of a JSON ready line",
+                self.name
+            )
+        })?;
         if ready["event"] != "ready" {
             bail!("{} printed {line:?}, not a ready event", self.name);
         }
@@ -180,7 +202,11 @@ impl Process {
             Some(status) => Ok(status),
             None => {
                 self.kill();
-                bail!("{} did not exit within {timeout:?} of SIGTERM; its log:\n{}", self.name, self.log_tail())
+                bail!(
+                    "{} did not exit within {timeout:?} of SIGTERM; its log:\n{}",
+                    self.name,
+                    self.log_tail()
+                )
             }
         }
     }
@@ -220,7 +246,10 @@ pub fn send_signal(pid: u32, signal: i32) -> Result<()> {
     // SAFETY: kill(2) takes plain integers and touches no memory of ours.
     let rc = unsafe { libc::kill(pid, signal) };
     if rc != 0 {
-        bail!("kill({pid}, {signal}) failed: {}", std::io::Error::last_os_error());
+        bail!(
+            "kill({pid}, {signal}) failed: {}",
+            std::io::Error::last_os_error()
+        );
     }
     Ok(())
 }
@@ -244,14 +273,20 @@ pub fn is_alive(pid: u32) -> bool {
 
 /// The command name of `pid` (`/proc/PID/comm`), if it still exists.
 pub fn command_name(pid: u32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|s| s.trim().to_owned())
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim().to_owned())
 }
 
 /// Live processes whose parent is `parent` and whose command name is `name`.
 pub fn children_named(parent: u32, name: &str) -> Result<Vec<u32>> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").context("cannot list /proc")? {
-        let Some(pid) = entry?.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let is_child = matches!(stat(pid), Some((_, ppid)) if ppid == parent);

@@ -20,7 +20,10 @@ const MIN_OVERLAP: usize = STREAMS / 2;
 #[tokio::test]
 async fn concurrent_streams_match_their_solo_runs() -> Result<()> {
     let Some(setup) = setup()? else { return Ok(()) };
-    let options = ServeOptions { max_batch_size: Some(STREAMS), ..ServeOptions::tp(2) };
+    let options = ServeOptions {
+        max_batch_size: Some(STREAMS),
+        ..ServeOptions::tp(2)
+    };
     let mut coordinator = Coordinator::start(&setup, &options)?;
     let client = coordinator.client().await?;
     let requests = mixed_requests(&setup.golden)?;
@@ -52,7 +55,12 @@ async fn concurrent_streams_match_their_solo_runs() -> Result<()> {
             batched.token_ids,
             alone.token_ids
         );
-        ensure!(batched.text == alone.text, "stream {i}: text {:?} alone, {:?} batched", alone.text, batched.text);
+        ensure!(
+            batched.text == alone.text,
+            "stream {i}: text {:?} alone, {:?} batched",
+            alone.text,
+            batched.text
+        );
         ensure!(
             batched.finish_reason == alone.finish_reason && batched.usage == alone.usage,
             "stream {i}: finish {:?} / usage {:?} batched, {:?} / {:?} alone",
@@ -63,8 +71,16 @@ async fn concurrent_streams_match_their_solo_runs() -> Result<()> {
         );
     }
 
-    let overlap = max_overlap(together.iter().flatten().map(|r| (r.first_token, r.finished)));
-    ensure!(overlap >= MIN_OVERLAP, "at most {overlap} streams generated at once; batching was not exercised");
+    let overlap = max_overlap(
+        together
+            .iter()
+            .flatten()
+            .map(|r| (r.first_token, r.finished)),
+    );
+    ensure!(
+        overlap >= MIN_OVERLAP,
+        "at most {overlap} streams generated at once; batching was not exercised"
+    );
     drop(client);
     coordinator.stop().await
 }
@@ -74,13 +90,20 @@ async fn concurrent_streams_match_their_solo_runs() -> Result<()> {
 /// sample with a fixed seed, the rest are greedy.
 fn mixed_requests(golden: &Golden) -> Result<Vec<GenerateRequestBuilder>> {
     let chat = &golden.prompt("CHAT")?.prompt_ids;
-    let mut prompts: Vec<Vec<u32>> = golden.prompts.iter().map(|p| p.prompt_ids.clone()).collect();
+    let mut prompts: Vec<Vec<u32>> = golden
+        .prompts
+        .iter()
+        .map(|p| p.prompt_ids.clone())
+        .collect();
     for len in [9, 13, 21, 26, 30] {
         prompts.push(chat[..len].to_vec());
     }
     let joined = |a: &str, b: &str| -> Result<Vec<u32>> {
         let a = &golden.prompt(a)?.prompt_ids;
-        Ok(a.iter().chain(&golden.prompt(b)?.prompt_ids).copied().collect())
+        Ok(a.iter()
+            .chain(&golden.prompt(b)?.prompt_ids)
+            .copied()
+            .collect())
     };
     prompts.push(joined("P1", "P2")?);
     prompts.push(joined("P3", "P5")?);
@@ -89,7 +112,9 @@ fn mixed_requests(golden: &Golden) -> Result<Vec<GenerateRequestBuilder>> {
     for i in 0..STREAMS {
         let prompt = prompts[(i * 5) % prompts.len()].clone();
         let max_new_tokens = 4 + (i * 11) % 37;
-        let mut request = request::token_ids(prompt).max_new_tokens(max_new_tokens as u32).ignore_eos(i % 2 == 0);
+        let mut request = request::token_ids(prompt)
+            .max_new_tokens(max_new_tokens as u32)
+            .ignore_eos(i % 2 == 0);
         if i % 7 == 3 {
             request = request.temperature(0.8).top_k(40).seed(1000 + i as u64);
         }
@@ -107,7 +132,11 @@ struct TimedRun {
     finished: Instant,
 }
 
-async fn timed_stream(client: Client, index: usize, request: GenerateRequestBuilder) -> Result<TimedRun> {
+async fn timed_stream(
+    client: Client,
+    index: usize,
+    request: GenerateRequestBuilder,
+) -> Result<TimedRun> {
     let mut stream = client.generate_stream(request).await?;
     let mut response = GenerateResponse::default();
     let mut first_token = None;
@@ -123,7 +152,12 @@ async fn timed_stream(client: Client, index: usize, request: GenerateRequestBuil
         }
     }
     let first_token = first_token.with_context(|| format!("stream {index} produced no token"))?;
-    Ok(TimedRun { index, response, first_token, finished: Instant::now() })
+    Ok(TimedRun {
+        index,
+        response,
+        first_token,
+        finished: Instant::now(),
+    })
 }
 
 /// The largest number of `[start, end]` intervals that hold one instant.
@@ -131,7 +165,12 @@ fn max_overlap(intervals: impl Iterator<Item = (Instant, Instant)>) -> usize {
     let intervals: Vec<_> = intervals.collect();
     intervals
         .iter()
-        .map(|&(at, _)| intervals.iter().filter(|&&(start, end)| start <= at && at <= end).count())
+        .map(|&(at, _)| {
+            intervals
+                .iter()
+                .filter(|&&(start, end)| start <= at && at <= end)
+                .count()
+        })
         .max()
         .unwrap_or(0)
 }

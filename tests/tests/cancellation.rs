@@ -25,21 +25,43 @@ async fn dropped_stream_frees_the_shards() -> Result<()> {
     let shards = [Shard::start(&setup, 1)?, Shard::start(&setup, 1)?];
     for shard in &shards {
         // Info names the process, for operators (and for this test).
-        let info = shard.control().await?.info(InfoRequest {}).await?.into_inner();
-        ensure!(info.pid == shard.pid(), "shard Info says pid {}, the process is {}", info.pid, shard.pid());
-        ensure!(info.collective_addr == shard.collective, "Info's collective address {}", info.collective_addr);
+        let info = shard
+            .control()
+            .await?
+            .info(InfoRequest {})
+            .await?
+            .into_inner();
+        ensure!(
+            info.pid == shard.pid(),
+            "shard Info says pid {}, the process is {}",
+            info.pid,
+            shard.pid()
+        );
+        ensure!(
+            info.collective_addr == shard.collective,
+            "Info's collective address {}",
+            info.collective_addr
+        );
     }
     let mut coordinator = Coordinator::start(&setup, &ServeOptions::shards(&shards))?;
     let client = coordinator.client().await?;
     for shard in &shards {
         let health = shard.health().await?;
-        ensure!(health.joined && health.world_size == 2, "a shard has not joined: {health:?}");
-        ensure!(is_idle(&health), "a shard is busy before any request: {health:?}");
+        ensure!(
+            health.joined && health.world_size == 2,
+            "a shard has not joined: {health:?}"
+        );
+        ensure!(
+            is_idle(&health),
+            "a shard is busy before any request: {health:?}"
+        );
     }
 
     // A stream far longer than the test: 2000 tokens, end tokens ignored.
     let p1 = setup.golden.prompt("P1")?;
-    let long = request::token_ids(p1.prompt_ids.iter().copied()).max_new_tokens(2000).ignore_eos(true);
+    let long = request::token_ids(p1.prompt_ids.iter().copied())
+        .max_new_tokens(2000)
+        .ignore_eos(true);
     let mut stream = client.generate_stream(long).await?;
     for _ in 0..CHUNKS_BEFORE_DROP {
         match stream.next_chunk().await? {
@@ -60,10 +82,20 @@ async fn dropped_stream_frees_the_shards() -> Result<()> {
     wait_idle(&shards, "after the stream was dropped").await?;
 
     // The cluster serves the next request normally.
-    let next = request::token_ids(p1.prompt_ids.iter().copied()).max_new_tokens(8).ignore_eos(true);
+    let next = request::token_ids(p1.prompt_ids.iter().copied())
+        .max_new_tokens(8)
+        .ignore_eos(true);
     let response = client.generate(next).await?;
-    ensure!(response.finish_reason() == FinishReason::Length, "finish reason {:?}", response.finish_reason());
-    ensure!(response.token_ids.len() == 8, "got {} tokens, expected 8", response.token_ids.len());
+    ensure!(
+        response.finish_reason() == FinishReason::Length,
+        "finish reason {:?}",
+        response.finish_reason()
+    );
+    ensure!(
+        response.token_ids.len() == 8,
+        "got {} tokens, expected 8",
+        response.token_ids.len()
+    );
     check_greedy_prefix(p1, &response.token_ids)?;
     wait_idle(&shards, "after a request finished").await?;
 

@@ -32,14 +32,49 @@ async fn invalid_requests_are_refused_with_reasons() -> Result<()> {
     let cases: Vec<(&str, GenerateRequestBuilder, Code, &str)> = vec![
         ("empty token ids", request::token_ids([]), invalid, "empty"),
         ("empty text", request::text(""), invalid, "empty"),
-        ("max_new_tokens 0", ok().max_new_tokens(0), invalid, "max_new_tokens"),
-        ("temperature -1", ok().temperature(-1.0), invalid, "temperature"),
+        (
+            "max_new_tokens 0",
+            ok().max_new_tokens(0),
+            invalid,
+            "max_new_tokens",
+        ),
+        (
+            "temperature -1",
+            ok().temperature(-1.0),
+            invalid,
+            "temperature",
+        ),
         ("top_p 0", ok().top_p(0.0), invalid, "top_p"),
-        ("token id = vocabulary size", request::token_ids([504, VOCAB_SIZE]), invalid, "vocabulary"),
-        ("token id u32::MAX", request::token_ids([u32::MAX]), invalid, "vocabulary"),
-        ("prompt of 8200 tokens", request::token_ids(vec![504; 8200]), exhausted, "context"),
-        ("prompt of exactly the context", request::token_ids(vec![504; CONTEXT]), exhausted, "context"),
-        ("prompt + max_new_tokens past the context", request::token_ids(vec![504; 8000]).max_new_tokens(500), exhausted, "max_new_tokens"),
+        (
+            "token id = vocabulary size",
+            request::token_ids([504, VOCAB_SIZE]),
+            invalid,
+            "vocabulary",
+        ),
+        (
+            "token id u32::MAX",
+            request::token_ids([u32::MAX]),
+            invalid,
+            "vocabulary",
+        ),
+        (
+            "prompt of 8200 tokens",
+            request::token_ids(vec![504; 8200]),
+            exhausted,
+            "context",
+        ),
+        (
+            "prompt of exactly the context",
+            request::token_ids(vec![504; CONTEXT]),
+            exhausted,
+            "context",
+        ),
+        (
+            "prompt + max_new_tokens past the context",
+            request::token_ids(vec![504; 8000]).max_new_tokens(500),
+            exhausted,
+            "max_new_tokens",
+        ),
     ];
     for (what, request, code, phrase) in cases {
         expect_status(client.generate(request.clone()).await, code, phrase, what)?;
@@ -51,16 +86,40 @@ async fn invalid_requests_are_refused_with_reasons() -> Result<()> {
         expect_status(streamed, code, phrase, &format!("{what}, streamed"))?;
     }
 
-    let no_messages = ChatRequest { messages: Vec::new(), ..Default::default() };
-    expect_status(client.chat(no_messages.clone()).await, invalid, "empty", "chat without messages")?;
-    expect_status(client.chat_stream(no_messages).await, invalid, "empty", "chat stream without messages")?;
-    let robot = ChatMessage { role: "robot".to_owned(), content: "hi".to_owned() };
+    let no_messages = ChatRequest {
+        messages: Vec::new(),
+        ..Default::default()
+    };
+    expect_status(
+        client.chat(no_messages.clone()).await,
+        invalid,
+        "empty",
+        "chat without messages",
+    )?;
+    expect_status(
+        client.chat_stream(no_messages).await,
+        invalid,
+        "empty",
+        "chat stream without messages",
+    )?;
+    let robot = ChatMessage {
+        role: "robot".to_owned(),
+        content: "hi".to_owned(),
+    };
     let bad_role = request::chat([robot]);
-    expect_status(client.chat(bad_role).await, invalid, "role", "chat with an unknown role")?;
+    expect_status(
+        client.chat(bad_role).await,
+        invalid,
+        "role",
+        "chat with an unknown role",
+    )?;
 
     // None of that disturbed the server.
     let response = client.generate(ok().ignore_eos(true)).await?;
-    ensure!(response.token_ids.len() == 4, "a valid request after the refusals got {response:?}");
+    ensure!(
+        response.token_ids.len() == 4,
+        "a valid request after the refusals got {response:?}"
+    );
     drop(client);
     coordinator.stop().await
 }
@@ -68,12 +127,20 @@ async fn invalid_requests_are_refused_with_reasons() -> Result<()> {
 #[tokio::test]
 async fn full_queue_refuses_with_resource_exhausted() -> Result<()> {
     let Some(setup) = setup()? else { return Ok(()) };
-    let options = ServeOptions { max_queue: Some(1), max_batch_size: Some(1), ..ServeOptions::tp(1) };
+    let options = ServeOptions {
+        max_queue: Some(1),
+        max_batch_size: Some(1),
+        ..ServeOptions::tp(1)
+    };
     let mut coordinator = Coordinator::start(&setup, &options)?;
     let client = coordinator.client().await?;
 
     // One request runs, one waits, the rest find the queue full.
-    let long = || request::token_ids(PROMPT).max_new_tokens(48).ignore_eos(true);
+    let long = || {
+        request::token_ids(PROMPT)
+            .max_new_tokens(48)
+            .ignore_eos(true)
+    };
     let mut tasks = JoinSet::new();
     for _ in 0..5 {
         let client = client.clone();
@@ -89,12 +156,20 @@ async fn full_queue_refuses_with_resource_exhausted() -> Result<()> {
                 answered += 1;
             }
             Err(err) => {
-                expect_status(Err::<(), ClientError>(err), Code::ResourceExhausted, "capacity", "a request over the queue")?;
+                expect_status(
+                    Err::<(), ClientError>(err),
+                    Code::ResourceExhausted,
+                    "capacity",
+                    "a request over the queue",
+                )?;
                 refused += 1;
             }
         }
     }
-    ensure!(refused >= 1, "no request was refused with the queue full ({answered} answered)");
+    ensure!(
+        refused >= 1,
+        "no request was refused with the queue full ({answered} answered)"
+    );
     ensure!(answered >= 1, "every request was refused");
 
     // Once the queue drains, requests are served again.

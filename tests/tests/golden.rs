@@ -38,7 +38,11 @@ async fn golden_over_grpc(tp: usize) -> Result<()> {
     let client = coordinator.client().await?;
 
     let info = client.model_info().await?;
-    ensure!(info.world_size == tp as u32, "ModelInfo says world size {}, expected {tp}", info.world_size);
+    ensure!(
+        info.world_size == tp as u32,
+        "ModelInfo says world size {}, expected {tp}",
+        info.world_size
+    );
 
     // Every golden prompt, chat prompt included, as raw token ids.
     for prompt in &setup.golden.prompts {
@@ -88,7 +92,8 @@ fn check_golden_response(prompt: &GoldenPrompt, response: &GenerateResponse) -> 
     );
     let usage = response.usage.unwrap_or_default();
     ensure!(
-        usage.prompt_tokens as usize == prompt.prompt_ids.len() && usage.completion_tokens as usize == prompt.n_new,
+        usage.prompt_tokens as usize == prompt.prompt_ids.len()
+            && usage.completion_tokens as usize == prompt.n_new,
         "{}: usage {usage:?}, expected {} prompt and {} completion tokens",
         prompt.name,
         prompt.prompt_ids.len(),
@@ -102,7 +107,10 @@ fn check_golden_response(prompt: &GoldenPrompt, response: &GenerateResponse) -> 
 async fn join_chunks(mut stream: GenerationStream) -> Result<GenerateResponse> {
     let mut response = GenerateResponse::default();
     while let Some(chunk) = stream.next_chunk().await? {
-        ensure!(response.finish_reason == 0, "a chunk came after the one with the finish reason");
+        ensure!(
+            response.finish_reason == 0,
+            "a chunk came after the one with the finish reason"
+        );
         ensure!(
             (chunk.finish_reason == 0) == chunk.usage.is_none(),
             "finish reason and usage must come together, on the last chunk: {chunk:?}"
@@ -112,7 +120,10 @@ async fn join_chunks(mut stream: GenerationStream) -> Result<GenerateResponse> {
         response.finish_reason = chunk.finish_reason;
         response.usage = chunk.usage;
     }
-    ensure!(response.finish_reason != 0, "the stream ended without a finish reason");
+    ensure!(
+        response.finish_reason != 0,
+        "the stream ended without a finish reason"
+    );
     Ok(response)
 }
 
@@ -120,9 +131,15 @@ async fn join_chunks(mut stream: GenerationStream) -> Result<GenerateResponse> {
 /// decoding to its end-of-sequence token.
 async fn check_chat(client: &Client, setup: &Setup) -> Result<()> {
     let golden = setup.golden.prompt("CHAT")?;
-    let response = client.chat(request::chat([request::user(QUESTION)]).max_new_tokens(64)).await?;
+    let response = client
+        .chat(request::chat([request::user(QUESTION)]).max_new_tokens(64))
+        .await?;
 
-    ensure!(response.text.starts_with(ANSWER), "the chat answer is {:?}", response.text);
+    ensure!(
+        response.text.starts_with(ANSWER),
+        "the chat answer is {:?}",
+        response.text
+    );
     ensure!(
         response.finish_reason() == FinishReason::Eos,
         "the chat answer ended with {:?}, expected EOS",
@@ -135,7 +152,8 @@ async fn check_chat(client: &Client, setup: &Setup) -> Result<()> {
     check_greedy(golden, &padded(&response.token_ids, golden, eos + 1)?)?;
     let usage = response.usage.unwrap_or_default();
     ensure!(
-        usage.prompt_tokens as usize == golden.prompt_ids.len() && usage.completion_tokens as usize == eos + 1,
+        usage.prompt_tokens as usize == golden.prompt_ids.len()
+            && usage.completion_tokens as usize == eos + 1,
         "chat usage {usage:?}, expected {} prompt and {} completion tokens",
         golden.prompt_ids.len(),
         eos + 1
@@ -146,6 +164,15 @@ async fn check_chat(client: &Client, setup: &Setup) -> Result<()> {
 /// `ids`, which must be `len` long, followed by the rest of the golden ids,
 /// so that a run cut short by its end token can be checked like a full one.
 fn padded(ids: &[u32], golden: &GoldenPrompt, len: usize) -> Result<Vec<u32>> {
-    ensure!(ids.len() == len, "{}: got {} tokens, expected {len}: {ids:?}", golden.name, ids.len());
-    Ok(ids.iter().chain(&golden.greedy_ids[len..]).copied().collect())
+    ensure!(
+        ids.len() == len,
+        "{}: got {} tokens, expected {len}: {ids:?}",
+        golden.name,
+        ids.len()
+    );
+    Ok(ids
+        .iter()
+        .chain(&golden.greedy_ids[len..])
+        .copied()
+        .collect())
 }

@@ -21,7 +21,9 @@ async fn health_reports_serving() -> Result<()> {
 
     // The whole server ("") and the generation service by name.
     for service in ["", GENERATION_SERVICE] {
-        let request = HealthCheckRequest { service: service.to_owned() };
+        let request = HealthCheckRequest {
+            service: service.to_owned(),
+        };
         let status = health.check(request).await?.into_inner().status;
         assert_eq!(
             ServingStatus::try_from(status).ok(),
@@ -31,7 +33,9 @@ async fn health_reports_serving() -> Result<()> {
     }
 
     // A service the server does not have is NOT_FOUND, not SERVING.
-    let request = HealthCheckRequest { service: "tessera.v1.NoSuchService".to_owned() };
+    let request = HealthCheckRequest {
+        service: "tessera.v1.NoSuchService".to_owned(),
+    };
     let err = health.check(request).await.err();
     assert_eq!(err.map(|s| s.code()), Some(tonic::Code::NotFound));
     Ok(())

@@ -65,7 +65,11 @@ impl GrpcBackend {
             .max_new_tokens(spec.max_tokens)
             .temperature(self.temperature)
             .ignore_eos(self.ignore_eos);
-        let mut stream = self.client.generate_stream(req).await.map_err(request_error)?;
+        let mut stream = self
+            .client
+            .generate_stream(req)
+            .await
+            .map_err(request_error)?;
 
         while let Some(chunk) = stream.next_chunk().await.map_err(request_error)? {
             if !chunk.token_ids.is_empty() {
@@ -150,7 +154,10 @@ fn probe_error(target: &Target, err: ClientError) -> BenchError {
         // What tonic reports when the peer answers something that is not
         // HTTP/2 gRPC: an HTTP/1 reply, HTML, a closed connection.
         Code::Unknown | Code::Internal | Code::Unavailable if is_transport_failure(&message) => {
-            wrong(format!("{} ({message})", code_name(code)))
+            wrong(format!(
+                "{} ({message}); an HTTP/1 server or a closed connection answers this way",
+                code_name(code)
+            ))
         }
         _ => BenchError::ProbeFailed {
             target: target.url.clone(),
@@ -162,9 +169,16 @@ fn probe_error(target: &Target, err: ClientError) -> BenchError {
 /// Whether a status message comes from the transport rather than a server.
 fn is_transport_failure(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
-    ["h2 protocol error", "transport error", "content-type", "http2", "connection", "protocol"]
-        .iter()
-        .any(|needle| message.contains(needle))
+    [
+        "h2 protocol error",
+        "transport error",
+        "content-type",
+        "http2",
+        "connection",
+        "protocol",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
 }
 
 /// The result kind of a failed request: `grpc:CODE`, or `connect`.

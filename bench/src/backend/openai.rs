@@ -56,13 +56,11 @@ impl OpenaiBackend {
         let listing = list_models(&http, target, options).await?;
         let model = match (&options.model, &listing) {
             (Some(model), _) => model.clone(),
-            (None, listing) => first_model(listing.as_ref()).ok_or_else(|| {
-                BenchError::InvalidSpec {
-                    what: "model",
-                    value: String::new(),
-                    reason: format!("--model is required: {target} lists no model at GET /v1/models"),
-                }
-            })?,
+            (None, listing) => {
+                first_model(listing.as_ref()).ok_or_else(|| BenchError::NoModel {
+                    target: target.url.clone(),
+                })?
+            }
         };
 
         let backend = OpenaiBackend {
@@ -113,7 +111,10 @@ impl OpenaiBackend {
             },
             _ => BenchError::ProbeFailed {
                 target: url,
-                detail: format!("POST /v1/completions failed ({}): {}", error.kind, error.message),
+                detail: format!(
+                    "POST /v1/completions failed ({}): {}",
+                    error.kind, error.message
+                ),
             },
         })
     }
@@ -135,7 +136,10 @@ impl OpenaiBackend {
         if self.ignore_eos {
             body["ignore_eos"] = Value::Bool(true);
         }
-        let request = authorize(self.http.post(&self.completions_url), self.api_key.as_deref());
+        let request = authorize(
+            self.http.post(&self.completions_url),
+            self.api_key.as_deref(),
+        );
         let mut response = request.json(&body).send().await.map_err(send_error)?;
         check_event_stream(&mut response).await?;
 
@@ -166,27 +170,48 @@ async fn list_models(
 ) -> Result<Option<Value>, BenchError> {
     let url = format!("{}/v1/models", target.base);
     let request = authorize(http.get(&url), options.api_key.as_deref());
-    let response = request.timeout(options.connect_timeout).send().await.map_err(|err| {
-        if err.is_connect() || err.is_timeout() {
-            BenchError::Unreachable {
-                target: target.url.clone(),
-                reason: connect_reason(&err),
+    let response = request
+        .timeout(options.connect_timeout)
+        .send()
+        .await
+        .map_err(|err| {
+            if err.is_connect() || err.is_timeout() {
+                BenchError::Unreachable {
+                    target: target.url.clone(),
+                    reason: connect_reason(&err),
+                }
+            } else {
+                BenchError::WrongProtocol {
+                    target: target.url.clone(),
+                    expected: EXPECTED,
+                    detail: format!(
+                    "GET /v1/models got no HTTP/1.1 answer ({}); for a Tessera server use grpc://",
+                    error_chain(&err)
+                ),
+                }
             }
-        } else {
-            BenchError::WrongProtocol {
-                target: target.url.clone(),
-                expected: EXPECTED,
-                detail: format!("GET /v1/models got no HTTP answer: {}", error_chain(&err)),
-            }
-        }
-    })?;
+        })?;
 
     let status = response.status();
-    if matches!(status, StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED) {
-        return Ok(None);
-    }
     let content_type = content_type(&response);
     let text = response.text().await.unwrap_or_default();
+    let wrong = |detail: String| BenchError::WrongProtocol {
+        target: target.url.clone(),
+        expected: EXPECTED,
+        detail,
+    };
+    if content_type.contains("html") {
+        return Err(wrong(format!(
+            "GET /v1/models answered {status} with an HTML page"
+        )));
+    }
+    // Some servers have no model list; the probe request still checks them.
+    if matches!(
+        status,
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+    ) {
+        return Ok(None);
+    }
     if !status.is_success() {
         return Err(BenchError::ProbeFailed {
             target: target.url.clone(),
@@ -194,11 +219,6 @@ async fn list_models(
         });
     }
 
-    let wrong = |detail: String| BenchError::WrongProtocol {
-        target: target.url.clone(),
-        expected: EXPECTED,
-        detail,
-    };
     if !content_type.contains("json") {
         return Err(wrong(format!(
             "GET /v1/models answered {content_type:?}, not JSON: {}",
@@ -208,7 +228,9 @@ async fn list_models(
     let listing: Value = serde_json::from_str(&text)
         .map_err(|e| wrong(format!("GET /v1/models answered invalid JSON: {e}")))?;
     if !listing.get("data").is_some_and(Value::is_array) {
-        return Err(wrong("GET /v1/models answered JSON without a `data` list".to_owned()));
+        return Err(wrong(
+            "GET /v1/models answered JSON without a `data` list".to_owned(),
+        ));
     }
     Ok(Some(listing))
 }
@@ -266,7 +288,10 @@ fn handle_event(data: &str, recorder: &mut Recorder) -> Result<(), RequestError>
     let event: Value =
         serde_json::from_str(data).map_err(|e| protocol(format!("an event is not JSON: {e}")))?;
     if let Some(error) = event.get("error").filter(|e| !e.is_null()) {
-        let message = error.get("message").and_then(Value::as_str).map(str::to_owned);
+        let message = error
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         return Err(RequestError::new(
             "server_error",
             message.unwrap_or_else(|| error.to_string()),
@@ -279,7 +304,10 @@ fn handle_event(data: &str, recorder: &mut Recorder) -> Result<(), RequestError>
         return Err(protocol("an event has neither `choices` nor `usage`"));
     }
     let has_text = choices.into_iter().flatten().any(|choice| {
-        choice.get("text").and_then(Value::as_str).is_some_and(|t| !t.is_empty())
+        choice
+            .get("text")
+            .and_then(Value::as_str)
+            .is_some_and(|t| !t.is_empty())
     });
     if has_text {
         recorder.token_chunk(None);
@@ -293,9 +321,10 @@ fn handle_event(data: &str, recorder: &mut Recorder) -> Result<(), RequestError>
 /// The counts of a `usage` object.
 fn parse_usage(usage: &Value) -> Result<Usage, RequestError> {
     let count = |name: &str| {
-        usage.get(name).and_then(Value::as_u64).ok_or_else(|| {
-            protocol(format!("the usage object has no whole number `{name}`"))
-        })
+        usage
+            .get(name)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| protocol(format!("the usage object has no whole number `{name}`")))
     };
     Ok(Usage {
         prompt_tokens: count("prompt_tokens")?,

@@ -33,10 +33,25 @@ enum Outcome {
 }
 
 impl Running {
-    pub fn new(id: u64, req: GenRequest, events: mpsc::Sender<Event>, table: BlockTable, tokenizer: &Tokenizer) -> Self {
+    pub fn new(
+        id: u64,
+        req: GenRequest,
+        events: mpsc::Sender<Event>,
+        table: BlockTable,
+        tokenizer: &Tokenizer,
+    ) -> Self {
         let text = TextOutput::new(req.stop.clone());
         let tokenizer_eos = tokenizer.eos_ids().to_vec();
-        Self { id, req, events, table, generated: 0, last: 0, text, tokenizer_eos }
+        Self {
+            id,
+            req,
+            events,
+            table,
+            generated: 0,
+            last: 0,
+            text,
+            tokenizer_eos,
+        }
     }
 
     fn prefill_seq(&self) -> shard::PrefillSeq {
@@ -62,7 +77,12 @@ impl Running {
 
     fn decode_seq(&self) -> shard::DecodeSeq {
         let pos = self.req.prompt.len() + self.generated - 1;
-        shard::DecodeSeq { id: self.id, token: self.last, pos: pos as u32, blocks: self.table.clone() }
+        shard::DecodeSeq {
+            id: self.id,
+            token: self.last,
+            pos: pos as u32,
+            blocks: self.table.clone(),
+        }
     }
 
     /// Applies one sampled token: streams its text, and finishes the request
@@ -83,11 +103,16 @@ impl Running {
             };
             (self.text.finish(), Some(reason))
         } else {
-            let pushed = self.text.push(&tokenizer.token_bytes(token).unwrap_or_default());
+            let pushed = self
+                .text
+                .push(&tokenizer.token_bytes(token).unwrap_or_default());
             if pushed.stopped.is_some() {
                 (pushed.text, Some(api::FinishReason::Stop))
             } else if self.generated >= self.req.max_new_tokens {
-                (pushed.text + &self.text.finish(), Some(api::FinishReason::Length))
+                (
+                    pushed.text + &self.text.finish(),
+                    Some(api::FinishReason::Length),
+                )
             } else {
                 (pushed.text, None)
             }
@@ -95,13 +120,23 @@ impl Running {
 
         // The channel holds every event a request can produce; a failed send
         // means the client is gone, which the next iteration cleans up.
-        let _ = self.events.try_send(Event::Chunk { token_ids: vec![token], text, logprobs });
+        let _ = self.events.try_send(Event::Chunk {
+            token_ids: vec![token],
+            text,
+            logprobs,
+        });
         match finish {
             None => Outcome::Continue,
             Some(reason) => {
-                let usage = api::Usage { prompt_tokens: self.req.prompt.len() as u32, completion_tokens: self.generated as u32 };
+                let usage = api::Usage {
+                    prompt_tokens: self.req.prompt.len() as u32,
+                    completion_tokens: self.generated as u32,
+                };
                 tracing::debug!(id = self.id, prompt_tokens = usage.prompt_tokens, completion_tokens = usage.completion_tokens, reason = ?reason, "request finished");
-                let _ = self.events.try_send(Event::Done { finish_reason: reason, usage });
+                let _ = self.events.try_send(Event::Done {
+                    finish_reason: reason,
+                    usage,
+                });
                 Outcome::Finished
             }
         }
@@ -117,7 +152,11 @@ impl Running {
             .zip(&s.top_logprobs)
             .map(|(&token_id, &logprob)| api::TopLogprob { token_id, logprob })
             .collect();
-        vec![api::TokenLogprob { token_id: s.token, logprob: s.logprob, top }]
+        vec![api::TokenLogprob {
+            token_id: s.token,
+            logprob: s.logprob,
+            top,
+        }]
     }
 }
 
@@ -125,10 +164,21 @@ impl Scheduler {
     /// Prefills the requests at `admitted` (indices into `running`).
     pub(super) async fn prefill(&mut self, admitted: Vec<usize>) {
         self.step += 1;
-        let seqs = admitted.iter().map(|&i| self.running[i].prefill_seq()).collect();
+        let seqs = admitted
+            .iter()
+            .map(|&i| self.running[i].prefill_seq())
+            .collect();
         tracing::debug!(step = self.step, seqs = admitted.len(), "prefill");
-        let Some(group) = self.group.as_mut() else { return self.fail(down(), None).await };
-        match group.prefill(shard::PrefillRequest { step: self.step, seqs }).await {
+        let Some(group) = self.group.as_mut() else {
+            return self.fail(down(), None).await;
+        };
+        match group
+            .prefill(shard::PrefillRequest {
+                step: self.step,
+                seqs,
+            })
+            .await
+        {
             Ok(tokens) => self.apply(&admitted, &tokens).await,
             Err(e) => self.fail(e, Some(&admitted)).await,
         }
@@ -139,8 +189,16 @@ impl Scheduler {
         self.step += 1;
         let seqs = self.running.iter().map(Running::decode_seq).collect();
         let all: Vec<usize> = (0..self.running.len()).collect();
-        let Some(group) = self.group.as_mut() else { return self.fail(down(), None).await };
-        match group.decode(shard::DecodeRequest { step: self.step, seqs }).await {
+        let Some(group) = self.group.as_mut() else {
+            return self.fail(down(), None).await;
+        };
+        match group
+            .decode(shard::DecodeRequest {
+                step: self.step,
+                seqs,
+            })
+            .await
+        {
             Ok(tokens) => self.apply(&all, &tokens).await,
             Err(e) => self.fail(e, None).await,
         }
@@ -149,8 +207,14 @@ impl Scheduler {
     /// Applies a step's tokens to the requests at `which`, removing finished ones.
     async fn apply(&mut self, which: &[usize], tokens: &[shard::SampledToken]) {
         if tokens.len() != which.len() {
-            let reason = format!("the shards returned {} tokens for {} sequences", tokens.len(), which.len());
-            return self.fail(ServeError::ShardUnavailable { rank: 0, reason }, None).await;
+            let reason = format!(
+                "the shards returned {} tokens for {} sequences",
+                tokens.len(),
+                which.len()
+            );
+            return self
+                .fail(ServeError::ShardUnavailable { rank: 0, reason }, None)
+                .await;
         }
         let mut finished = Vec::new();
         for (&i, t) in which.iter().zip(tokens) {
@@ -204,5 +268,8 @@ impl Scheduler {
 }
 
 fn down() -> ServeError {
-    ServeError::ShardUnavailable { rank: 0, reason: "the shard group is down and restarting".into() }
+    ServeError::ShardUnavailable {
+        rank: 0,
+        reason: "the shard group is down and restarting".into(),
+    }
 }

@@ -142,7 +142,7 @@ impl GgufWriter {
 
         let io = |source| FormatError::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         };
         let mut out = BufWriter::new(File::create(path).map_err(io)?);
         out.write_all(&header).map_err(io)?;

@@ -27,7 +27,7 @@ pub(crate) fn read_json_file(path: &Path) -> Result<Option<Json>, FormatError> {
         Err(source) => {
             return Err(FormatError::Io {
                 path: path.to_owned(),
-                source,
+                error: source,
             })
         }
     };

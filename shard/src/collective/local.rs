@@ -33,16 +33,23 @@ impl LocalGroup {
             slots: Mutex::new(vec![Vec::new(); world_size]),
         });
         (0..world_size)
-            .map(|rank| LocalGroup { rank, world_size, shared: Arc::clone(&shared) })
+            .map(|rank| LocalGroup {
+                rank,
+                world_size,
+                shared: Arc::clone(&shared),
+            })
             .collect()
     }
 
     fn slots(&self) -> Result<MutexGuard<'_, Vec<Vec<f32>>>, CollectiveError> {
         // A poisoned lock means another rank's thread panicked mid-collective.
-        self.shared.slots.lock().map_err(|_| CollectiveError::PeerGone {
-            peer: usize::MAX,
-            reason: "a rank thread panicked during a collective".into(),
-        })
+        self.shared
+            .slots
+            .lock()
+            .map_err(|_| CollectiveError::PeerGone {
+                peer: usize::MAX,
+                reason: "a rank thread panicked during a collective".into(),
+            })
     }
 
     fn deposit(&self, data: &[f32]) -> Result<(), CollectiveError> {
@@ -70,7 +77,11 @@ impl Collective for LocalGroup {
             let slots = self.slots()?;
             for (peer, slot) in slots.iter().enumerate() {
                 if slot.len() != buf.len() {
-                    return Err(CollectiveError::SizeMismatch { peer, expected: buf.len(), actual: slot.len() });
+                    return Err(CollectiveError::SizeMismatch {
+                        peer,
+                        expected: buf.len(),
+                        actual: slot.len(),
+                    });
                 }
             }
             buf.copy_from_slice(&slots[0]);
@@ -92,7 +103,11 @@ impl Collective for LocalGroup {
             let slots = self.slots()?;
             let total: usize = slots.iter().map(Vec::len).sum();
             if total != out.len() {
-                return Err(CollectiveError::SizeMismatch { peer: self.rank, expected: out.len(), actual: total });
+                return Err(CollectiveError::SizeMismatch {
+                    peer: self.rank,
+                    expected: out.len(),
+                    actual: total,
+                });
             }
             let mut at = 0;
             for slot in slots.iter() {

@@ -46,7 +46,12 @@ pub struct RowParallelLinear {
 
 impl RowParallelLinear {
     /// `[n, out]` = all-reduce over ranks of `x[n, in_local] · wᵀ`.
-    pub fn forward(&self, x: &[f32], n: usize, comm: &mut dyn Collective) -> Result<Vec<f32>, ModelError> {
+    pub fn forward(
+        &self,
+        x: &[f32],
+        n: usize,
+        comm: &mut dyn Collective,
+    ) -> Result<Vec<f32>, ModelError> {
         let mut y = vec![0.0; n * self.weight.rows];
         cpu::matmul(&self.weight.view(), x, n, &mut y);
         comm.all_reduce_sum(&mut y)?;
@@ -83,7 +88,13 @@ pub struct Step<'a> {
 
 impl Layer {
     /// Adds this block's contribution to the residual stream `x` (`[n_tokens, hidden]`).
-    pub fn forward(&self, step: &Step<'_>, x: &mut [f32], kv: &mut KvCache, comm: &mut dyn Collective) -> Result<(), ModelError> {
+    pub fn forward(
+        &self,
+        step: &Step<'_>,
+        x: &mut [f32],
+        kv: &mut KvCache,
+        comm: &mut dyn Collective,
+    ) -> Result<(), ModelError> {
         let n = step.batch.n_tokens();
         let mut h = vec![0.0; x.len()];
 
@@ -103,7 +114,12 @@ impl Layer {
 
     /// Causal attention of every token over its sequence's cache; returns
     /// `[n_tokens, q_heads_local * head_dim]`.
-    fn attention(&self, step: &Step<'_>, h: &[f32], kv: &mut KvCache) -> Result<Vec<f32>, ModelError> {
+    fn attention(
+        &self,
+        step: &Step<'_>,
+        h: &[f32],
+        kv: &mut KvCache,
+    ) -> Result<Vec<f32>, ModelError> {
         let n = step.batch.n_tokens();
         let mut q = self.q.forward(h, n);
         let mut k = self.k.forward(h, n);
@@ -115,7 +131,13 @@ impl Layer {
         for (t, (pos, table)) in step.batch.token_slots().enumerate() {
             step.rope.apply(t, &mut q[t * q_row..(t + 1) * q_row]);
             step.rope.apply(t, &mut k[t * kv_row..(t + 1) * kv_row]);
-            kv.write(self.index, table, pos, &k[t * kv_row..(t + 1) * kv_row], &v[t * kv_row..(t + 1) * kv_row]);
+            kv.write(
+                self.index,
+                table,
+                pos,
+                &k[t * kv_row..(t + 1) * kv_row],
+                &v[t * kv_row..(t + 1) * kv_row],
+            );
         }
 
         let hd = step.head_dim;
@@ -123,23 +145,28 @@ impl Layer {
         let slots: Vec<_> = step.batch.token_slots().collect();
         let kv = &*kv;
         let mut out = vec![0.0f32; n * q_row];
-        out.par_chunks_mut(hd).enumerate().for_each(|(i, out_head)| {
-            let (t, head) = (i / (q_row / hd), i % (q_row / hd));
-            let (pos, table) = slots[t];
-            let g = step.kv_of_q[head];
-            let qh = &q[t * q_row + head * hd..t * q_row + (head + 1) * hd];
-            let mut scores: Vec<f32> = (0..=pos)
-                .map(|p| {
-                    let key = &kv.read(self.index, table, p).0[g * hd..(g + 1) * hd];
-                    qh.iter().zip(key).map(|(a, b)| a * b).sum::<f32>() * scale
-                })
-                .collect();
-            ops::softmax(&mut scores);
-            for (p, w) in scores.iter().enumerate() {
-                let value = &kv.read(self.index, table, p).1[g * hd..(g + 1) * hd];
-                out_head.iter_mut().zip(value).for_each(|(o, v)| *o += w * v);
-            }
-        });
+        out.par_chunks_mut(hd)
+            .enumerate()
+            .for_each(|(i, out_head)| {
+                let (t, head) = (i / (q_row / hd), i % (q_row / hd));
+                let (pos, table) = slots[t];
+                let g = step.kv_of_q[head];
+                let qh = &q[t * q_row + head * hd..t * q_row + (head + 1) * hd];
+                let mut scores: Vec<f32> = (0..=pos)
+                    .map(|p| {
+                        let key = &kv.read(self.index, table, p).0[g * hd..(g + 1) * hd];
+                        qh.iter().zip(key).map(|(a, b)| a * b).sum::<f32>() * scale
+                    })
+                    .collect();
+                ops::softmax(&mut scores);
+                for (p, w) in scores.iter().enumerate() {
+                    let value = &kv.read(self.index, table, p).1[g * hd..(g + 1) * hd];
+                    out_head
+                        .iter_mut()
+                        .zip(value)
+                        .for_each(|(o, v)| *o += w * v);
+                }
+            });
         Ok(out)
     }
 }

@@ -82,7 +82,8 @@ impl<'a> Batch<'a> {
     /// For every token in batch order: its position and its sequence's block table.
     pub fn token_slots(&self) -> impl Iterator<Item = (usize, &'a [u32])> + 'a {
         let seqs: &'a [SeqStep<'a>] = self.seqs;
-        seqs.iter().flat_map(|s| (0..s.tokens.len()).map(move |i| (s.start_pos + i, s.blocks)))
+        seqs.iter()
+            .flat_map(|s| (0..s.tokens.len()).map(move |i| (s.start_pos + i, s.blocks)))
     }
 }
 
@@ -107,20 +108,50 @@ pub struct Model {
 impl Model {
     /// Loads the slice of `rank` in a group of `world_size` from `store`,
     /// checking every tensor's shape against `config`.
-    pub fn load(config: &ModelConfig, store: &TensorStore, rank: usize, world_size: usize) -> Result<Self, ModelError> {
+    pub fn load(
+        config: &ModelConfig,
+        store: &TensorStore,
+        rank: usize,
+        world_size: usize,
+    ) -> Result<Self, ModelError> {
         let c = config;
         let loader = Loader { store };
-        let down = store.expect("blk.0.ffn_down.weight", &[c.hidden_size, c.intermediate_size])?;
+        let down = store.expect(
+            "blk.0.ffn_down.weight",
+            &[c.hidden_size, c.intermediate_size],
+        )?;
         let plan = TpPlan::new(c, rank, world_size, down.dtype.block_size())?;
 
-        let embedding = loader.rows("token_embd.weight", c.vocab_size, c.hidden_size, 0..c.vocab_size)?;
-        let head_name = if c.tie_word_embeddings { "token_embd.weight" } else { "output.weight" };
+        let embedding = loader.rows(
+            "token_embd.weight",
+            c.vocab_size,
+            c.hidden_size,
+            0..c.vocab_size,
+        )?;
+        let head_name = if c.tie_word_embeddings {
+            "token_embd.weight"
+        } else {
+            "output.weight"
+        };
         let lm_head = loader.rows(head_name, c.vocab_size, c.hidden_size, plan.vocab.clone())?;
-        let layers = (0..c.num_layers).map(|i| load_layer(&loader, c, &plan, i)).collect::<Result<_, _>>()?;
+        let layers = (0..c.num_layers)
+            .map(|i| load_layer(&loader, c, &plan, i))
+            .collect::<Result<_, _>>()?;
         let output_norm = loader.vector("output_norm.weight", c.hidden_size, 0..c.hidden_size)?;
-        let kv_of_q = (0..plan.q_heads.len()).map(|h| plan.kv_of_q(c, h)).collect();
+        let kv_of_q = (0..plan.q_heads.len())
+            .map(|h| plan.kv_of_q(c, h))
+            .collect();
         tracing::info!(rank, world_size, q_heads = ?plan.q_heads, kv_heads = ?plan.kv_heads, ffn = ?plan.ffn, "model slice loaded");
-        Ok(Self { config: c.clone(), inv_freq: c.rope_inv_freq(), plan, embedding, layers, output_norm, lm_head, kv_of_q })
+        Ok(Self {
+            config: c.clone(),
+            inv_freq: c.rope_inv_freq(),
+            plan,
+            embedding,
+            layers,
+            output_norm,
+            lm_head,
+            kv_of_q,
+        })
     }
 
     /// KV heads this rank caches.
@@ -130,18 +161,35 @@ impl Model {
 
     /// A KV cache for this rank's slice.
     pub fn new_kv_cache(&self, num_blocks: usize, block_size: usize) -> KvCache {
-        KvCache::new(self.config.num_layers, num_blocks, block_size, self.local_kv_heads(), self.config.head_dim)
+        KvCache::new(
+            self.config.num_layers,
+            num_blocks,
+            block_size,
+            self.local_kv_heads(),
+            self.config.head_dim,
+        )
     }
 
     /// Runs `batch`, appending its keys and values to `kv`, and returns the
     /// logits of each sequence's last token, `[n_seqs, vocab]`. Every rank of
     /// the group must call this with the same batch.
-    pub fn forward(&self, batch: &Batch<'_>, kv: &mut KvCache, comm: &mut dyn Collective) -> Result<Vec<f32>, ModelError> {
+    pub fn forward(
+        &self,
+        batch: &Batch<'_>,
+        kv: &mut KvCache,
+        comm: &mut dyn Collective,
+    ) -> Result<Vec<f32>, ModelError> {
         self.check(batch, kv)?;
         let c = &self.config;
         let positions: Vec<usize> = batch.token_slots().map(|(p, _)| p).collect();
         let rope = RopeTables::new(c.rope_style, &self.inv_freq, &positions);
-        let step = Step { batch, rope: &rope, eps: c.rms_norm_eps, head_dim: c.head_dim, kv_of_q: &self.kv_of_q };
+        let step = Step {
+            batch,
+            rope: &rope,
+            eps: c.rms_norm_eps,
+            head_dim: c.head_dim,
+            kv_of_q: &self.kv_of_q,
+        };
 
         let mut x = self.embed(batch);
         for layer in &self.layers {
@@ -162,7 +210,10 @@ impl Model {
             }
             let end = seq.start_pos + seq.tokens.len();
             if end > self.config.max_seq_len {
-                return Err(ModelError::ContextOverflow { pos: end - 1, max_seq_len: self.config.max_seq_len });
+                return Err(ModelError::ContextOverflow {
+                    pos: end - 1,
+                    max_seq_len: self.config.max_seq_len,
+                });
             }
             kv.check(seq.blocks, end)?;
         }
@@ -183,7 +234,12 @@ impl Model {
 
     /// Final norm and LM head over each sequence's last token, gathered over
     /// the vocabulary split: `[n_seqs, vocab]`.
-    fn logits(&self, batch: &Batch<'_>, x: &[f32], comm: &mut dyn Collective) -> Result<Vec<f32>, ModelError> {
+    fn logits(
+        &self,
+        batch: &Batch<'_>,
+        x: &[f32],
+        comm: &mut dyn Collective,
+    ) -> Result<Vec<f32>, ModelError> {
         let hidden = self.config.hidden_size;
         let n_seqs = batch.seqs.len();
         let mut last = Vec::with_capacity(n_seqs * hidden);
@@ -193,7 +249,12 @@ impl Model {
             last.extend_from_slice(&x[(end - 1) * hidden..end * hidden]);
         }
         let mut normed = vec![0.0; last.len()];
-        ops::rms_norm(&last, &self.output_norm, self.config.rms_norm_eps, &mut normed);
+        ops::rms_norm(
+            &last,
+            &self.output_norm,
+            self.config.rms_norm_eps,
+            &mut normed,
+        );
 
         let local_vocab = self.lm_head.rows;
         let mut local = vec![0.0; n_seqs * local_vocab];
@@ -211,7 +272,8 @@ impl Model {
         for r in 0..comm.world_size() {
             let part = plan::even_split(vocab, comm.world_size(), r);
             for s in 0..n_seqs {
-                logits[s * vocab + part.start..s * vocab + part.end].copy_from_slice(&by_rank[at..at + part.len()]);
+                logits[s * vocab + part.start..s * vocab + part.end]
+                    .copy_from_slice(&by_rank[at..at + part.len()]);
                 at += part.len();
             }
         }
@@ -220,13 +282,21 @@ impl Model {
 }
 
 /// Loads this rank's part of block `i`.
-fn load_layer(loader: &Loader<'_>, c: &ModelConfig, plan: &TpPlan, i: usize) -> Result<Layer, ModelError> {
+fn load_layer(
+    loader: &Loader<'_>,
+    c: &ModelConfig,
+    plan: &TpPlan,
+    i: usize,
+) -> Result<Layer, ModelError> {
     let hd = c.head_dim;
     let (hidden, ffn) = (c.hidden_size, c.intermediate_size);
     let q_rows = plan.q_heads.start * hd..plan.q_heads.end * hd;
     let kv_rows = plan.kv_heads.start * hd..plan.kv_heads.end * hd;
     let name = |t: &str| format!("blk.{i}.{t}");
-    let column = |t: &str, rows: usize, keep: std::ops::Range<usize>| -> Result<ColumnParallelLinear, ModelError> {
+    let column = |t: &str,
+                  rows: usize,
+                  keep: std::ops::Range<usize>|
+     -> Result<ColumnParallelLinear, ModelError> {
         let bias_name = name(&format!("{t}.bias"));
         let bias = if c.qkv_bias && matches!(t, "attn_q" | "attn_k" | "attn_v") {
             Some(loader.vector(&bias_name, rows, keep.clone())?)
@@ -242,10 +312,19 @@ fn load_layer(loader: &Loader<'_>, c: &ModelConfig, plan: &TpPlan, i: usize) -> 
         q: column("attn_q", c.num_heads * hd, q_rows.clone())?,
         k: column("attn_k", c.num_kv_heads * hd, kv_rows.clone())?,
         v: column("attn_v", c.num_kv_heads * hd, kv_rows)?,
-        o: RowParallelLinear { weight: loader.cols(&name("attn_output.weight"), hidden, c.num_heads * hd, q_rows)? },
+        o: RowParallelLinear {
+            weight: loader.cols(
+                &name("attn_output.weight"),
+                hidden,
+                c.num_heads * hd,
+                q_rows,
+            )?,
+        },
         ffn_norm: loader.vector(&name("ffn_norm.weight"), hidden, 0..hidden)?,
         gate: column("ffn_gate", ffn, plan.ffn.clone())?,
         up: column("ffn_up", ffn, plan.ffn.clone())?,
-        down: RowParallelLinear { weight: loader.cols(&name("ffn_down.weight"), hidden, ffn, plan.ffn.clone())? },
+        down: RowParallelLinear {
+            weight: loader.cols(&name("ffn_down.weight"), hidden, ffn, plan.ffn.clone())?,
+        },
     })
 }

@@ -20,9 +20,18 @@ pub enum PlanError {
     #[error("rank {rank} is outside a group of {world_size}")]
     RankOutOfRange { rank: usize, world_size: usize },
     #[error("tensor parallelism {world_size} is too high for {num_heads} attention heads in {num_kv_heads} KV groups; use at most {max}")]
-    TooManyRanks { world_size: usize, num_heads: usize, num_kv_heads: usize, max: usize },
+    TooManyRanks {
+        world_size: usize,
+        num_heads: usize,
+        num_kv_heads: usize,
+        max: usize,
+    },
     #[error("tensor parallelism {world_size} is too high for an FFN of {units} blocks of {block} features; use at most {units}")]
-    FfnTooSmall { world_size: usize, units: usize, block: usize },
+    FfnTooSmall {
+        world_size: usize,
+        units: usize,
+        block: usize,
+    },
 }
 
 /// The slice of the model rank `rank` of `world_size` holds.
@@ -53,7 +62,12 @@ pub fn even_split(total: usize, parts: usize, index: usize) -> Range<usize> {
 impl TpPlan {
     /// The slice for `rank`; `ffn_block` is the down projection's quantization
     /// block size (1 for float weights).
-    pub fn new(config: &ModelConfig, rank: usize, world_size: usize, ffn_block: usize) -> Result<Self, PlanError> {
+    pub fn new(
+        config: &ModelConfig,
+        rank: usize,
+        world_size: usize,
+        ffn_block: usize,
+    ) -> Result<Self, PlanError> {
         if world_size == 0 {
             return Err(PlanError::EmptyWorld);
         }
@@ -64,12 +78,23 @@ impl TpPlan {
 
         let units = config.intermediate_size / ffn_block;
         if world_size > units {
-            return Err(PlanError::FfnTooSmall { world_size, units, block: ffn_block });
+            return Err(PlanError::FfnTooSmall {
+                world_size,
+                units,
+                block: ffn_block,
+            });
         }
         let ffn_units = even_split(units, world_size, rank);
         let ffn = ffn_units.start * ffn_block..ffn_units.end * ffn_block;
         let vocab = even_split(config.vocab_size, world_size, rank);
-        Ok(Self { rank, world_size, q_heads, kv_heads, ffn, vocab })
+        Ok(Self {
+            rank,
+            world_size,
+            q_heads,
+            kv_heads,
+            ffn,
+            vocab,
+        })
     }
 
     /// The KV head (local index) that local query head `local_q` reads.
@@ -160,20 +185,34 @@ mod tests {
     #[test]
     fn more_ranks_than_kv_heads_replicates_kv() -> Result<(), PlanError> {
         let c = config(9, 3);
-        let plans: Vec<_> = (0..6).map(|r| TpPlan::new(&c, r, 6, 32)).collect::<Result<_, _>>()?;
+        let plans: Vec<_> = (0..6)
+            .map(|r| TpPlan::new(&c, r, 6, 32))
+            .collect::<Result<_, _>>()?;
         let q: Vec<_> = plans.iter().map(|p| p.q_heads.clone()).collect();
         assert_eq!(q, vec![0..2, 2..3, 3..5, 5..6, 6..8, 8..9]);
         assert_eq!(plans[1].kv_heads, 0..1);
         assert_eq!(plans[4].kv_heads, 2..3);
-        assert!(matches!(TpPlan::new(&c, 0, 10, 32), Err(PlanError::TooManyRanks { .. })));
+        assert!(matches!(
+            TpPlan::new(&c, 0, 10, 32),
+            Err(PlanError::TooManyRanks { .. })
+        ));
         Ok(())
     }
 
     #[test]
     fn bad_ranks_are_errors() {
         let c = config(9, 3);
-        assert!(matches!(TpPlan::new(&c, 0, 0, 32), Err(PlanError::EmptyWorld)));
-        assert!(matches!(TpPlan::new(&c, 3, 3, 32), Err(PlanError::RankOutOfRange { .. })));
-        assert!(matches!(TpPlan::new(&c, 0, 7, 256), Err(PlanError::FfnTooSmall { .. })));
+        assert!(matches!(
+            TpPlan::new(&c, 0, 0, 32),
+            Err(PlanError::EmptyWorld)
+        ));
+        assert!(matches!(
+            TpPlan::new(&c, 3, 3, 32),
+            Err(PlanError::RankOutOfRange { .. })
+        ));
+        assert!(matches!(
+            TpPlan::new(&c, 0, 7, 256),
+            Err(PlanError::FfnTooSmall { .. })
+        ));
     }
 }

@@ -29,7 +29,12 @@ impl RopeTables {
                 sin.push(angle.sin());
             }
         }
-        Self { style, half, cos, sin }
+        Self {
+            style,
+            half,
+            cos,
+            sin,
+        }
     }
 
     /// Rotates every head of token `t`'s row `x` (`[n_heads, head_dim]`) in place.

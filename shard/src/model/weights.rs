@@ -41,7 +41,12 @@ impl Weight {
             Bytes::Mapped { map, range } => &map[range.clone()],
             Bytes::Owned(v) => v.as_slice(),
         };
-        WeightView { dtype: self.dtype, rows: self.rows, cols: self.cols, data }
+        WeightView {
+            dtype: self.dtype,
+            rows: self.rows,
+            cols: self.cols,
+            data,
+        }
     }
 }
 
@@ -59,7 +64,10 @@ impl<'a> Loader<'a> {
             return Err(FormatError::Malformed {
                 path: self.store.path(info).to_path_buf(),
                 format: "model",
-                reason: format!("tensor `{name}` rows of {cols} are not whole {} blocks", info.dtype),
+                reason: format!(
+                    "tensor `{name}` rows of {cols} are not whole {} blocks",
+                    info.dtype
+                ),
             }
             .into());
         }
@@ -67,7 +75,13 @@ impl<'a> Loader<'a> {
     }
 
     /// Rows `keep` of the `[rows, cols]` tensor `name`, without copying.
-    pub fn rows(&self, name: &str, rows: usize, cols: usize, keep: Range<usize>) -> Result<Weight, ModelError> {
+    pub fn rows(
+        &self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+        keep: Range<usize>,
+    ) -> Result<Weight, ModelError> {
         let info = self.matrix(name, rows, cols)?;
         let row_bytes = info.dtype.bytes_for(cols).expect("checked by matrix()");
         let start = info.range.start + keep.start * row_bytes;
@@ -76,12 +90,21 @@ impl<'a> Loader<'a> {
             dtype: info.dtype,
             rows: keep.len(),
             cols,
-            bytes: Bytes::Mapped { map: self.store.mapping(info), range },
+            bytes: Bytes::Mapped {
+                map: self.store.mapping(info),
+                range,
+            },
         })
     }
 
     /// Columns `keep` of every row of the `[rows, cols]` tensor `name`.
-    pub fn cols(&self, name: &str, rows: usize, cols: usize, keep: Range<usize>) -> Result<Weight, ModelError> {
+    pub fn cols(
+        &self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+        keep: Range<usize>,
+    ) -> Result<Weight, ModelError> {
         let info = self.matrix(name, rows, cols)?;
         if keep == (0..cols) {
             return self.rows(name, rows, cols, 0..rows);
@@ -90,12 +113,20 @@ impl<'a> Loader<'a> {
         let data = self.store.bytes(info);
         let row_bytes = info.dtype.bytes_for(cols).expect("checked by matrix()");
         if keep.start.is_multiple_of(block) && keep.end.is_multiple_of(block) {
-            let (a, b) = (keep.start / block * info.dtype.block_bytes(), keep.end / block * info.dtype.block_bytes());
+            let (a, b) = (
+                keep.start / block * info.dtype.block_bytes(),
+                keep.end / block * info.dtype.block_bytes(),
+            );
             let mut out = Vec::with_capacity(rows * (b - a));
             for row in data.chunks_exact(row_bytes) {
                 out.extend_from_slice(&row[a..b]);
             }
-            return Ok(Weight { dtype: info.dtype, rows, cols: keep.len(), bytes: Bytes::Owned(out) });
+            return Ok(Weight {
+                dtype: info.dtype,
+                rows,
+                cols: keep.len(),
+                bytes: Bytes::Owned(out),
+            });
         }
 
         tracing::warn!(
@@ -113,19 +144,39 @@ impl<'a> Loader<'a> {
                 out.extend_from_slice(&v.to_le_bytes());
             }
         }
-        Ok(Weight { dtype: DType::F32, rows, cols: keep.len(), bytes: Bytes::Owned(out) })
+        Ok(Weight {
+            dtype: DType::F32,
+            rows,
+            cols: keep.len(),
+            bytes: Bytes::Owned(out),
+        })
     }
 
     /// Elements `keep` of the 1-D tensor `name` of length `len`, decoded to f32.
-    pub fn vector(&self, name: &str, len: usize, keep: Range<usize>) -> Result<Vec<f32>, ModelError> {
+    pub fn vector(
+        &self,
+        name: &str,
+        len: usize,
+        keep: Range<usize>,
+    ) -> Result<Vec<f32>, ModelError> {
         let info = self.store.expect(name, &[len])?;
-        let bytes = info.dtype.bytes_for(len).ok_or_else(|| FormatError::Malformed {
-            path: self.store.path(info).to_path_buf(),
-            format: "model",
-            reason: format!("vector `{name}` of {len} is not whole {} blocks", info.dtype),
-        })?;
+        let bytes = info
+            .dtype
+            .bytes_for(len)
+            .ok_or_else(|| FormatError::Malformed {
+                path: self.store.path(info).to_path_buf(),
+                format: "model",
+                reason: format!(
+                    "vector `{name}` of {len} is not whole {} blocks",
+                    info.dtype
+                ),
+            })?;
         let mut all = vec![0.0f32; len];
-        tessera_kernels::cpu::dequantize_row(info.dtype, &self.store.bytes(info)[..bytes], &mut all);
+        tessera_kernels::cpu::dequantize_row(
+            info.dtype,
+            &self.store.bytes(info)[..bytes],
+            &mut all,
+        );
         Ok(all[keep].to_vec())
     }
 }

@@ -55,17 +55,28 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         Some(t) => t,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    let collective = TcpGroup::bind(&args.collective_listen).context("cannot bind the collective port")?;
+    let collective =
+        TcpGroup::bind(&args.collective_listen).context("cannot bind the collective port")?;
     let collective_addr = collective.local_addr();
-    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let listen = listener.local_addr()?;
 
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::mpsc::channel(1);
-    let service = ShardService::new(collective, threads, Duration::from_secs(args.connect_timeout_secs), shutdown_tx.clone());
+    let service = ShardService::new(
+        collective,
+        threads,
+        Duration::from_secs(args.connect_timeout_secs),
+        shutdown_tx.clone(),
+    );
     if args.exit_with_stdin {
         tokio::spawn(watch_stdin(shutdown_tx));
     }
-    println!("{}", serde_json::json!({ "event": "ready", "listen": listen.to_string(), "collective": collective_addr.to_string() }));
+    println!(
+        "{}",
+        serde_json::json!({ "event": "ready", "listen": listen.to_string(), "collective": collective_addr.to_string() })
+    );
     tracing::info!(%listen, collective = %collective_addr, threads, "shard started");
 
     let stop = async move {

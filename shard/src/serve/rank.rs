@@ -43,14 +43,20 @@ pub struct Load {
 
 /// A message to the rank thread.
 pub enum Command {
-    Step(Vec<StepSeq>, tokio::sync::oneshot::Sender<Result<Vec<Sampled>, StepError>>),
+    Step(
+        Vec<StepSeq>,
+        tokio::sync::oneshot::Sender<Result<Vec<Sampled>, StepError>>,
+    ),
     Release(Vec<u64>),
     Load(tokio::sync::oneshot::Sender<Load>),
 }
 
 /// Loads the slice, forms the collective and returns the rank's command
 /// channel once it is ready to step.
-pub fn start(spec: JoinSpec, listener: TcpListenerHandle) -> Result<(mpsc::Sender<Command>, Joined), String> {
+pub fn start(
+    spec: JoinSpec,
+    listener: TcpListenerHandle,
+) -> Result<(mpsc::Sender<Command>, Joined), String> {
     let (ready_tx, ready_rx) = mpsc::channel();
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
@@ -65,11 +71,16 @@ pub fn start(spec: JoinSpec, listener: TcpListenerHandle) -> Result<(mpsc::Sende
             }
         })
         .map_err(|e| format!("cannot start the rank thread: {e}"))?;
-    let joined = ready_rx.recv().map_err(|_| "the rank thread stopped while joining".to_string())??;
+    let joined = ready_rx
+        .recv()
+        .map_err(|_| "the rank thread stopped while joining".to_string())??;
     Ok((tx, joined))
 }
 
-fn setup(spec: &JoinSpec, listener: TcpListenerHandle) -> Result<(Worker, rayon::ThreadPool, Joined), String> {
+fn setup(
+    spec: &JoinSpec,
+    listener: TcpListenerHandle,
+) -> Result<(Worker, rayon::ThreadPool, Joined), String> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(spec.threads)
         .thread_name(|i| format!("compute{i}"))
@@ -82,10 +93,24 @@ fn setup(spec: &JoinSpec, listener: TcpListenerHandle) -> Result<(Worker, rayon:
         .map_err(|e| format!("cannot load rank {}'s slice: {e}", spec.rank))?;
     let comm = TcpGroup::connect(listener, spec.rank, &spec.peers, spec.connect_timeout)
         .map_err(|e| format!("cannot connect the collective: {e}"))?;
-    tracing::info!(rank = spec.rank, world_size = spec.world_size, "collective ready");
-    let worker = Worker::new(model, Box::new(comm), spec.kv_num_blocks, spec.kv_block_size);
-    let kv_bytes_per_position = 2 * config.num_layers * worker.model().local_kv_heads() * config.head_dim * 4;
-    let joined = Joined { num_layers: config.num_layers, vocab_size: config.vocab_size, kv_bytes_per_position };
+    tracing::info!(
+        rank = spec.rank,
+        world_size = spec.world_size,
+        "collective ready"
+    );
+    let worker = Worker::new(
+        model,
+        Box::new(comm),
+        spec.kv_num_blocks,
+        spec.kv_block_size,
+    );
+    let kv_bytes_per_position =
+        2 * config.num_layers * worker.model().local_kv_heads() * config.head_dim * 4;
+    let joined = Joined {
+        num_layers: config.num_layers,
+        vocab_size: config.vocab_size,
+        kv_bytes_per_position,
+    };
     Ok((worker, pool, joined))
 }
 

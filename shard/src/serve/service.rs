@@ -18,7 +18,11 @@ use crate::worker::{NewSeq, StepError, StepSeq};
 enum Phase {
     /// Waiting for Join; holds the bound collective port.
     Idle(Option<TcpListenerHandle>),
-    Joined { rank: usize, world_size: usize, commands: mpsc::Sender<Command> },
+    Joined {
+        rank: usize,
+        world_size: usize,
+        commands: mpsc::Sender<Command>,
+    },
 }
 
 /// One shard process's service.
@@ -32,21 +36,44 @@ pub struct ShardService {
 }
 
 impl ShardService {
-    pub fn new(listener: TcpListenerHandle, threads: usize, connect_timeout: Duration, shutdown: tokio::sync::mpsc::Sender<()>) -> Self {
+    pub fn new(
+        listener: TcpListenerHandle,
+        threads: usize,
+        connect_timeout: Duration,
+        shutdown: tokio::sync::mpsc::Sender<()>,
+    ) -> Self {
         let collective_addr = listener.local_addr().to_string();
-        Self { phase: Mutex::new(Phase::Idle(Some(listener))), collective_addr, threads, connect_timeout, shutdown }
-    }
-
-    fn commands(&self) -> Result<mpsc::Sender<Command>, Status> {
-        match &*self.phase.lock().map_err(|_| Status::internal("shard state lock poisoned"))? {
-            Phase::Joined { commands, .. } => Ok(commands.clone()),
-            Phase::Idle(_) => Err(Status::failed_precondition("this shard has not joined a group yet; call Join first")),
+        Self {
+            phase: Mutex::new(Phase::Idle(Some(listener))),
+            collective_addr,
+            threads,
+            connect_timeout,
+            shutdown,
         }
     }
 
-    async fn step(&self, seqs: Vec<StepSeq>, step: u64) -> Result<Response<pb::StepResponse>, Status> {
+    fn commands(&self) -> Result<mpsc::Sender<Command>, Status> {
+        match &*self
+            .phase
+            .lock()
+            .map_err(|_| Status::internal("shard state lock poisoned"))?
+        {
+            Phase::Joined { commands, .. } => Ok(commands.clone()),
+            Phase::Idle(_) => Err(Status::failed_precondition(
+                "this shard has not joined a group yet; call Join first",
+            )),
+        }
+    }
+
+    async fn step(
+        &self,
+        seqs: Vec<StepSeq>,
+        step: u64,
+    ) -> Result<Response<pb::StepResponse>, Status> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.commands()?.send(Command::Step(seqs, tx)).map_err(|_| rank_gone())?;
+        self.commands()?
+            .send(Command::Step(seqs, tx))
+            .map_err(|_| rank_gone())?;
         let sampled = rx.await.map_err(|_| rank_gone())?.map_err(step_status)?;
         let tokens = sampled.into_iter().map(token_reply).collect();
         Ok(Response::new(pb::StepResponse { step, tokens }))
@@ -62,9 +89,11 @@ fn step_status(e: StepError) -> Status {
     match &e {
         StepError::Model(ModelError::Collective(_)) => Status::unavailable(e.to_string()),
         StepError::Sampling(_)
-        | StepError::Model(ModelError::TokenOutOfRange { .. } | ModelError::ContextOverflow { .. } | ModelError::Kv(_)) => {
-            Status::invalid_argument(e.to_string())
-        }
+        | StepError::Model(
+            ModelError::TokenOutOfRange { .. }
+            | ModelError::ContextOverflow { .. }
+            | ModelError::Kv(_),
+        ) => Status::invalid_argument(e.to_string()),
         _ => Status::failed_precondition(e.to_string()),
     }
 }
@@ -96,7 +125,10 @@ fn sampling(s: Option<pb::Sampling>) -> (SamplingParams, usize) {
 
 #[tonic::async_trait]
 impl Shard for ShardService {
-    async fn info(&self, _: Request<pb::InfoRequest>) -> Result<Response<pb::InfoResponse>, Status> {
+    async fn info(
+        &self,
+        _: Request<pb::InfoRequest>,
+    ) -> Result<Response<pb::InfoResponse>, Status> {
         Ok(Response::new(pb::InfoResponse {
             version: env!("CARGO_PKG_VERSION").into(),
             backend: "cpu".into(),
@@ -106,10 +138,21 @@ impl Shard for ShardService {
         }))
     }
 
-    async fn health(&self, _: Request<pb::HealthRequest>) -> Result<Response<pb::HealthResponse>, Status> {
-        let (rank, world_size, commands) = match &*self.phase.lock().map_err(|_| Status::internal("shard state lock poisoned"))? {
+    async fn health(
+        &self,
+        _: Request<pb::HealthRequest>,
+    ) -> Result<Response<pb::HealthResponse>, Status> {
+        let (rank, world_size, commands) = match &*self
+            .phase
+            .lock()
+            .map_err(|_| Status::internal("shard state lock poisoned"))?
+        {
             Phase::Idle(_) => return Ok(Response::new(pb::HealthResponse::default())),
-            Phase::Joined { rank, world_size, commands } => (*rank, *world_size, commands.clone()),
+            Phase::Joined {
+                rank,
+                world_size,
+                commands,
+            } => (*rank, *world_size, commands.clone()),
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         commands.send(Command::Load(tx)).map_err(|_| rank_gone())?;
@@ -124,7 +167,10 @@ impl Shard for ShardService {
         }))
     }
 
-    async fn join(&self, request: Request<pb::JoinRequest>) -> Result<Response<pb::JoinResponse>, Status> {
+    async fn join(
+        &self,
+        request: Request<pb::JoinRequest>,
+    ) -> Result<Response<pb::JoinResponse>, Status> {
         let r = request.into_inner();
         if r.world_size == 0 || r.rank >= r.world_size || r.peers.len() != r.world_size as usize {
             return Err(Status::invalid_argument(format!(
@@ -135,11 +181,23 @@ impl Shard for ShardService {
             )));
         }
         if r.kv_num_blocks == 0 || r.kv_block_size == 0 {
-            return Err(Status::invalid_argument("kv_num_blocks and kv_block_size must be at least 1"));
+            return Err(Status::invalid_argument(
+                "kv_num_blocks and kv_block_size must be at least 1",
+            ));
         }
-        let listener = match &mut *self.phase.lock().map_err(|_| Status::internal("shard state lock poisoned"))? {
-            Phase::Idle(l) => l.take().ok_or_else(|| Status::failed_precondition("a Join is already in progress"))?,
-            Phase::Joined { .. } => return Err(Status::failed_precondition("this shard already joined a group; restart it to join another")),
+        let listener = match &mut *self
+            .phase
+            .lock()
+            .map_err(|_| Status::internal("shard state lock poisoned"))?
+        {
+            Phase::Idle(l) => l
+                .take()
+                .ok_or_else(|| Status::failed_precondition("a Join is already in progress"))?,
+            Phase::Joined { .. } => {
+                return Err(Status::failed_precondition(
+                    "this shard already joined a group; restart it to join another",
+                ))
+            }
         };
         let spec = JoinSpec {
             rank: r.rank as usize,
@@ -156,7 +214,14 @@ impl Shard for ShardService {
             .await
             .map_err(|e| Status::internal(format!("join task failed: {e}")))?;
         let (commands, joined): (_, Joined) = started.map_err(Status::failed_precondition)?;
-        *self.phase.lock().map_err(|_| Status::internal("shard state lock poisoned"))? = Phase::Joined { rank, world_size, commands };
+        *self
+            .phase
+            .lock()
+            .map_err(|_| Status::internal("shard state lock poisoned"))? = Phase::Joined {
+            rank,
+            world_size,
+            commands,
+        };
         Ok(Response::new(pb::JoinResponse {
             num_layers: joined.num_layers as u32,
             vocab_size: joined.vocab_size as u32,
@@ -164,41 +229,78 @@ impl Shard for ShardService {
         }))
     }
 
-    async fn prefill(&self, request: Request<pb::PrefillRequest>) -> Result<Response<pb::StepResponse>, Status> {
+    async fn prefill(
+        &self,
+        request: Request<pb::PrefillRequest>,
+    ) -> Result<Response<pb::StepResponse>, Status> {
         let r = request.into_inner();
         let seqs = r
             .seqs
             .into_iter()
             .map(|s| {
                 let (sampling, top_logprobs) = sampling(s.sampling);
-                StepSeq { id: s.id, tokens: s.tokens, start_pos: s.start_pos as usize, blocks: s.blocks, new: Some(NewSeq { sampling, top_logprobs }) }
+                StepSeq {
+                    id: s.id,
+                    tokens: s.tokens,
+                    start_pos: s.start_pos as usize,
+                    blocks: s.blocks,
+                    new: Some(NewSeq {
+                        sampling,
+                        top_logprobs,
+                    }),
+                }
             })
             .collect::<Vec<_>>();
         let ids: Vec<u64> = seqs.iter().map(|s| s.id).collect();
         let mut resp = self.step(seqs, r.step).await?;
-        resp.get_mut().tokens.iter_mut().zip(ids).for_each(|(t, id)| t.id = id);
+        resp.get_mut()
+            .tokens
+            .iter_mut()
+            .zip(ids)
+            .for_each(|(t, id)| t.id = id);
         Ok(resp)
     }
 
-    async fn decode(&self, request: Request<pb::DecodeRequest>) -> Result<Response<pb::StepResponse>, Status> {
+    async fn decode(
+        &self,
+        request: Request<pb::DecodeRequest>,
+    ) -> Result<Response<pb::StepResponse>, Status> {
         let r = request.into_inner();
         let seqs = r
             .seqs
             .into_iter()
-            .map(|s| StepSeq { id: s.id, tokens: vec![s.token], start_pos: s.pos as usize, blocks: s.blocks, new: None })
+            .map(|s| StepSeq {
+                id: s.id,
+                tokens: vec![s.token],
+                start_pos: s.pos as usize,
+                blocks: s.blocks,
+                new: None,
+            })
             .collect::<Vec<_>>();
         let ids: Vec<u64> = seqs.iter().map(|s| s.id).collect();
         let mut resp = self.step(seqs, r.step).await?;
-        resp.get_mut().tokens.iter_mut().zip(ids).for_each(|(t, id)| t.id = id);
+        resp.get_mut()
+            .tokens
+            .iter_mut()
+            .zip(ids)
+            .for_each(|(t, id)| t.id = id);
         Ok(resp)
     }
 
-    async fn release(&self, request: Request<pb::ReleaseRequest>) -> Result<Response<pb::ReleaseResponse>, Status> {
-        self.commands()?.send(Command::Release(request.into_inner().ids)).map_err(|_| rank_gone())?;
+    async fn release(
+        &self,
+        request: Request<pb::ReleaseRequest>,
+    ) -> Result<Response<pb::ReleaseResponse>, Status> {
+        self.commands()?
+            .send(Command::Release(request.into_inner().ids))
+            .map_err(|_| rank_gone())?;
         Ok(Response::new(pb::ReleaseResponse {}))
     }
 
-    async fn shutdown(&self, _: Request<pb::ShutdownRequest>) -> Result<Response<pb::ShutdownResponse>, Status> {
+    async fn shutdown(
+        &self,
+        _: Request<pb::ShutdownRequest>,
+    ) -> Result<Response<pb::ShutdownResponse>, Status> {
         tracing::info!("shutdown requested");
         let _ = self.shutdown.try_send(());
         Ok(Response::new(pb::ShutdownResponse {}))
