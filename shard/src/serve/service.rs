@@ -70,12 +70,17 @@ impl ShardService {
         seqs: Vec<StepSeq>,
         step: u64,
     ) -> Result<Response<pb::StepResponse>, Status> {
+        let ids: Vec<u64> = seqs.iter().map(|s| s.id).collect();
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.commands()?
             .send(Command::Step(seqs, tx))
             .map_err(|_| rank_gone())?;
         let sampled = rx.await.map_err(|_| rank_gone())?.map_err(step_status)?;
-        let tokens = sampled.into_iter().map(token_reply).collect();
+        let tokens = sampled
+            .into_iter()
+            .zip(ids)
+            .map(|(s, id)| token_reply(id, s))
+            .collect();
         Ok(Response::new(pb::StepResponse { step, tokens }))
     }
 }
@@ -98,9 +103,10 @@ fn step_status(e: StepError) -> Status {
     }
 }
 
-fn token_reply(s: Sampled) -> pb::SampledToken {
+/// The wire form of sequence `id`'s sampled token.
+fn token_reply(id: u64, s: Sampled) -> pb::SampledToken {
     pb::SampledToken {
-        id: 0,
+        id,
         token: s.token,
         logprob: s.logprob,
         top_ids: s.top_logprobs.iter().map(|t| t.0).collect(),
@@ -251,14 +257,7 @@ impl Shard for ShardService {
                 }
             })
             .collect::<Vec<_>>();
-        let ids: Vec<u64> = seqs.iter().map(|s| s.id).collect();
-        let mut resp = self.step(seqs, r.step).await?;
-        resp.get_mut()
-            .tokens
-            .iter_mut()
-            .zip(ids)
-            .for_each(|(t, id)| t.id = id);
-        Ok(resp)
+        self.step(seqs, r.step).await
     }
 
     async fn decode(
@@ -277,14 +276,7 @@ impl Shard for ShardService {
                 new: None,
             })
             .collect::<Vec<_>>();
-        let ids: Vec<u64> = seqs.iter().map(|s| s.id).collect();
-        let mut resp = self.step(seqs, r.step).await?;
-        resp.get_mut()
-            .tokens
-            .iter_mut()
-            .zip(ids)
-            .for_each(|(t, id)| t.id = id);
-        Ok(resp)
+        self.step(seqs, r.step).await
     }
 
     async fn release(
