@@ -15,7 +15,7 @@ const NAME_COLUMN: usize = 24;
 
 /// The runs of several results files, each labelled uniquely: a label that
 /// two files share gets the file's name in front.
-pub fn gather_runs<'a>(files: &'a [(String, ResultsFile)]) -> Vec<(String, &'a RunResult)> {
+pub fn gather_runs(files: &[(String, ResultsFile)]) -> Vec<(String, &RunResult)> {
     let all: Vec<(&str, &RunResult)> = files
         .iter()
         .flat_map(|(name, file)| file.runs.iter().map(move |run| (name.as_str(), run)))

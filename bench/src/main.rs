@@ -139,8 +139,8 @@ struct RunArgs {
     #[arg(long, default_value_t = 300.0)]
     request_timeout: f64,
 
-    /// Longest wait for a connection and for the first check of each
-    /// target, in seconds.
+    /// Longest wait for a connection, and for each target's model
+    /// information (ModelInfo, GET /v1/models), in seconds.
     #[arg(long, default_value_t = 10.0)]
     connect_timeout: f64,
 
@@ -301,7 +301,7 @@ fn loads(args: &RunArgs) -> Result<Vec<Load>> {
 
 /// A positive number of seconds as a duration.
 fn seconds(flag: &str, value: f64) -> Result<Duration> {
-    if !(value > 0.0) {
+    if value.is_nan() || value <= 0.0 {
         bail!("{flag} {value}: must be a positive number of seconds");
     }
     Duration::try_from_secs_f64(value).with_context(|| format!("{flag} {value}: too long"))

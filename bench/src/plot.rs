@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::coord::types::RangedCoordusize;
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
 use crate::compare::gather_runs;
@@ -24,6 +25,9 @@ const THROUGHPUT_SIZE: (u32, u32) = (800, 500);
 const LATENCY_SIZE: (u32, u32) = (1200, 500);
 
 type DrawResult<T> = Result<T, Box<dyn StdError>>;
+
+/// The latency a chart shows, from a point's figures.
+type Metric = fn(&PointResult) -> Option<Summary>;
 
 /// A run's line: its label and colour, and its points.
 struct Line<'a> {
@@ -141,7 +145,7 @@ fn draw_latency(path: &Path, axis: &Axis, lines: &[Line]) -> DrawResult<()> {
     let root = SVGBackend::new(path, LATENCY_SIZE).into_drawing_area();
     root.fill(&WHITE)?;
     let halves = root.split_evenly((1, 2));
-    let panels: [(Panel, fn(&PointResult) -> Option<Summary>); 2] = [
+    let panels: [(Panel, Metric); 2] = [
         (
             Panel {
                 title: "Time to first token",
@@ -166,11 +170,7 @@ fn draw_latency(path: &Path, axis: &Axis, lines: &[Line]) -> DrawResult<()> {
 }
 
 /// A p50 and a p99 series per run.
-fn percentile_series(
-    axis: &Axis,
-    lines: &[Line],
-    metric: fn(&PointResult) -> Option<Summary>,
-) -> Vec<Series> {
+fn percentile_series(axis: &Axis, lines: &[Line], metric: Metric) -> Vec<Series> {
     let mut series = Vec::new();
     for line in lines {
         series.push(Series {
@@ -221,14 +221,27 @@ fn draw_panel(
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(64)
-        .build_cartesian_2d((0..axis.xs.len()).into_segmented(), 0.0..y_max)?;
+        // Integer ranges are inclusive here: n categories are 0..n-1.
+        .build_cartesian_2d(
+            (0..axis.xs.len().saturating_sub(1)).into_segmented(),
+            0.0..y_max,
+        )?;
     let x_label = |v: &SegmentValue<usize>| axis.label(v);
+    let y_label = |v: &f64| {
+        if y_max >= 10.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.1}")
+        }
+    };
     chart
         .configure_mesh()
         .disable_x_mesh()
+        .y_max_light_lines(0)
         .x_desc(axis.name)
         .y_desc(panel.y_name)
         .x_label_formatter(&x_label)
+        .y_label_formatter(&y_label)
         .axis_desc_style(("sans-serif", 15))
         .label_style(("sans-serif", 13))
         .draw()?;
@@ -265,9 +278,11 @@ fn draw_series(chart: &mut Chart, series: &Series) -> DrawResult<()> {
     } else {
         chart.draw_series(LineSeries::new(points.clone(), style))?
     };
-    entry
-        .label(series.label.clone())
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    // The legend's sample: a dash longer than the sample draws it solid.
+    let (dash, gap) = if series.dashed { (8, 5) } else { (40, 1) };
+    entry.label(series.label.clone()).legend(move |(x, y)| {
+        DashedPathElement::new(vec![(x, y), (x + 20, y)], dash, gap, color.stroke_width(2))
+    });
     chart.draw_series(
         points
             .into_iter()

@@ -44,7 +44,7 @@ impl Progress {
         let (bar, template) = match total {
             Some(n) => (
                 ProgressBar::new(n),
-                "{prefix} [{bar:30}] {pos}/{len} requests, {elapsed} (eta {eta})",
+                "{prefix} [{wide_bar}] {pos}/{len} ({eta} left)",
             ),
             None => (
                 ProgressBar::no_length(),

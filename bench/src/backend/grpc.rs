@@ -166,16 +166,16 @@ fn probe_error(target: &Target, err: ClientError) -> BenchError {
     }
 }
 
-/// Whether a status message comes from the transport rather than a server.
+/// Whether a status message comes from the transport rather than a server:
+/// what tonic reports when the peer's bytes are not HTTP/2 gRPC.
 fn is_transport_failure(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
     [
         "h2 protocol error",
+        "http2 error",
         "transport error",
+        "protocol error",
         "content-type",
-        "http2",
-        "connection",
-        "protocol",
     ]
     .iter()
     .any(|needle| message.contains(needle))

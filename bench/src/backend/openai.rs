@@ -72,7 +72,7 @@ impl OpenaiBackend {
             ignore_eos: options.ignore_eos,
             request_timeout: options.request_timeout,
         };
-        backend.probe(target, options.connect_timeout).await?;
+        backend.probe(target, options.request_timeout).await?;
         Ok((backend, ModelDescription::Openai { model, listing }))
     }
 
