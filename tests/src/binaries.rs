@@ -63,6 +63,7 @@ fn build() -> Result<Binaries> {
             "tessera-shard",
         ])
         .current_dir(workspace_root());
+    let started = std::time::Instant::now();
     let mut build = Process::spawn("cargo build", command)?;
     let Some(status) = build.wait_timeout(BUILD_TIMEOUT)? else {
         bail!(
@@ -73,6 +74,11 @@ fn build() -> Result<Binaries> {
     if !status.success() {
         bail!("cargo build failed ({status}):\n{}", build.log_tail());
     }
+
+    eprintln!(
+        "cargo build of tessera and tessera-shard took {:.1?}",
+        started.elapsed()
+    );
 
     let dir = profile_dir();
     let binaries = Binaries {

@@ -98,8 +98,9 @@ impl ServeOptions {
 pub struct Coordinator {
     /// Its public API, `127.0.0.1:PORT`.
     pub addr: String,
-    /// Pids of the shards it started itself (none with `--shards`).
-    pub shard_pids: Vec<u32>,
+    /// Every shard process it was seen to start (it starts new ones when it
+    /// restarts a failed group); none with `--shards`.
+    seen_shards: Vec<u32>,
     process: Process,
 }
 
@@ -117,22 +118,21 @@ impl Coordinator {
             bail!("the coordinator listens on {addr}, not on loopback");
         }
 
-        let shard_pids = if options.shards.is_empty() {
-            process::children_named(process.pid(), SHARD_COMM)?
-        } else {
-            Vec::new()
-        };
         let mut coordinator = Coordinator {
             addr,
-            shard_pids,
+            seen_shards: Vec::new(),
             process,
         };
-        if options.shards.is_empty() && coordinator.shard_pids.len() != options.tp {
-            let found = coordinator.shard_pids.len();
-            coordinator.kill();
+        let shards = coordinator.shard_pids()?;
+        let expected = if options.shards.is_empty() {
+            options.tp
+        } else {
+            0
+        };
+        if shards.len() != expected {
             bail!(
-                "the coordinator runs {found} shard processes, expected --tp {}",
-                options.tp
+                "the coordinator runs {} shard processes, expected {expected}",
+                shards.len()
             );
         }
         Ok(coordinator)
@@ -153,6 +153,17 @@ impl Coordinator {
         self.process.pid()
     }
 
+    /// The pids of the shard processes it runs now, in increasing order.
+    pub fn shard_pids(&mut self) -> Result<Vec<u32>> {
+        let pids = process::children_named(self.process.pid(), SHARD_COMM)?;
+        for &pid in &pids {
+            if !self.seen_shards.contains(&pid) {
+                self.seen_shards.push(pid);
+            }
+        }
+        Ok(pids)
+    }
+
     /// The last lines of its log (and of the shards it started).
     pub fn log_tail(&self) -> String {
         self.process.log_tail()
@@ -167,6 +178,7 @@ impl Coordinator {
     /// it exits cleanly within a few seconds and that no shard it started
     /// outlives it.
     pub async fn stop(&mut self) -> Result<()> {
+        self.shard_pids()?;
         let status = self.process.terminate(STOP_TIMEOUT).await?;
         if !status.success() {
             bail!(
@@ -174,7 +186,7 @@ impl Coordinator {
                 self.log_tail()
             );
         }
-        let left = process::wait_gone(&self.shard_pids, STOP_TIMEOUT).await;
+        let left = process::wait_gone(&self.seen_shards, STOP_TIMEOUT).await;
         if !left.is_empty() {
             bail!(
                 "shard processes {left:?} outlived their coordinator; its log:\n{}",
@@ -187,8 +199,9 @@ impl Coordinator {
     /// Kills the coordinator with SIGKILL, then any shard of its that is
     /// still alive a few seconds later.
     pub fn kill(&mut self) {
+        let _ = self.shard_pids();
         self.process.kill();
-        let left = process::wait_gone_blocking(&self.shard_pids, Duration::from_secs(3));
+        let left = process::wait_gone_blocking(&self.seen_shards, Duration::from_secs(3));
         for pid in left {
             // The pid may have been reused since; only a shard is killed.
             if process::command_name(pid).as_deref() == Some(SHARD_COMM) {

@@ -157,3 +157,43 @@ pub fn check_greedy_prefix(prompt: &GoldenPrompt, got: &[u32]) -> Result<()> {
         expected[step]
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prompt() -> GoldenPrompt {
+        GoldenPrompt {
+            name: "T".into(),
+            text: String::new(),
+            prompt_ids: vec![1],
+            n_new: 4,
+            greedy_ids: vec![10, 11, 12, 13],
+            greedy_text: String::new(),
+            eos_index: None,
+            step_margins: vec![1.0, 0.01, 1.0, 1.0],
+        }
+    }
+
+    #[test]
+    fn exact_match_passes() {
+        assert!(check_greedy(&prompt(), &[10, 11, 12, 13]).is_ok());
+        assert!(check_greedy_prefix(&prompt(), &[10, 11]).is_ok());
+    }
+
+    #[test]
+    fn divergence_is_allowed_only_at_a_near_tie() {
+        // Step 1 is a near tie: anything after it is not compared.
+        assert!(check_greedy(&prompt(), &[10, 99, 98, 97]).is_ok());
+        // Step 0 and step 2 are not.
+        assert!(check_greedy(&prompt(), &[99, 11, 12, 13]).is_err());
+        assert!(check_greedy(&prompt(), &[10, 11, 99, 13]).is_err());
+    }
+
+    #[test]
+    fn wrong_lengths_fail() {
+        assert!(check_greedy(&prompt(), &[10, 11, 12]).is_err());
+        assert!(check_greedy(&prompt(), &[10, 11, 12, 13, 14]).is_err());
+        assert!(check_greedy_prefix(&prompt(), &[10, 11, 12, 13, 14]).is_err());
+    }
+}

@@ -7,10 +7,15 @@
 //! `Process` kills the child with SIGKILL and reaps it, so a test that fails
 //! or panics half-way leaves nothing running.
 //!
-//! Every wait here is bounded.
+//! Children also get SIGKILL should the thread that started them die
+//! (`PR_SET_PDEATHSIG`), which covers a test process killed from outside.
+//! Tests start children from their own thread and drop them before it ends.
+//!
+//! Every wait here is bounded. Linux only (`/proc`, `prctl`).
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -46,6 +51,19 @@ impl Process {
     /// open until the `Process` is dropped, so a child that watches it keeps
     /// running).
     pub fn spawn(name: &str, mut command: Command) -> Result<Self> {
+        // SAFETY: the hook runs in the forked child before exec and calls
+        // only prctl(2), which is async-signal-safe and touches no memory
+        // shared with the parent.
+        unsafe {
+            command.pre_exec(|| {
+                // Should the test process die without running its
+                // destructors (killed by a timeout), its children die too.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -325,4 +343,40 @@ pub fn wait_gone_blocking(pids: &[u32], timeout: Duration) -> Vec<u32> {
 
 fn still_alive(pids: &[u32]) -> Vec<u32> {
     pids.iter().copied().filter(|&p| is_alive(p)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_is_seen_alive_then_gone_once_dropped() -> Result<()> {
+        let mut command = Command::new("sleep");
+        command.arg("30");
+        let child = Process::spawn("sleep", command)?;
+        let pid = child.pid();
+        assert!(is_alive(pid));
+        assert_eq!(command_name(pid).as_deref(), Some("sleep"));
+        assert!(children_named(std::process::id(), "sleep")?.contains(&pid));
+
+        drop(child);
+        assert!(!is_alive(pid));
+        assert!(wait_gone_blocking(&[pid], Duration::ZERO).is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn no_ready_line_is_an_error_not_a_hang() -> Result<()> {
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo not-json; sleep 30"]);
+        let started = Instant::now();
+        let err = Process::spawn_ready("sh", command, Duration::from_secs(10)).err();
+        assert!(err.is_some_and(|e| e.to_string().contains("not-json")));
+        assert!(started.elapsed() < Duration::from_secs(10));
+
+        let mut command = Command::new("true");
+        command.arg("exits at once");
+        assert!(Process::spawn_ready("true", command, Duration::from_secs(10)).is_err());
+        Ok(())
+    }
 }

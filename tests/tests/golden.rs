@@ -148,6 +148,15 @@ async fn check_chat(client: &Client, setup: &Setup) -> Result<()> {
 
     // The template renders the golden chat prompt, and the answer is the
     // golden one up to and including its end-of-sequence token.
+    let rendered = client
+        .tokenize(request::tokenize_chat([request::user(QUESTION)]))
+        .await?;
+    ensure!(
+        rendered.token_ids == golden.prompt_ids,
+        "the chat prompt renders as {:?}, the golden one is {:?}",
+        rendered.token_ids,
+        golden.prompt_ids
+    );
     let eos = golden.eos_index.unwrap_or(golden.n_new - 1);
     check_greedy(golden, &padded(&response.token_ids, golden, eos + 1)?)?;
     let usage = response.usage.unwrap_or_default();
