@@ -15,6 +15,9 @@ pub enum ServeError {
         context: usize,
         hint: &'static str,
     },
+    /// The request needs more KV cache than the whole cache holds.
+    #[error("the request needs {positions} positions of KV cache (prompt plus max_new_tokens) but the cache holds {capacity}; lower max_new_tokens or start the server with a larger --kv-cache-mib")]
+    CacheTooSmall { positions: usize, capacity: usize },
     /// The waiting queue is at capacity.
     #[error("the server is at capacity ({capacity} requests waiting); retry later")]
     QueueFull { capacity: usize },
@@ -38,6 +41,7 @@ impl ServeError {
         match self {
             Self::InvalidArgument(_) => "invalid_argument",
             Self::PromptTooLong { .. } => "prompt_too_long",
+            Self::CacheTooSmall { .. } => "cache_too_small",
             Self::QueueFull { .. } => "queue_full",
             Self::ShardUnavailable { .. } => "shard_unavailable",
             Self::ShuttingDown => "shutting_down",
@@ -50,7 +54,9 @@ impl ServeError {
     pub fn code(&self) -> Code {
         match self {
             Self::InvalidArgument(_) => Code::InvalidArgument,
-            Self::PromptTooLong { .. } | Self::QueueFull { .. } => Code::ResourceExhausted,
+            Self::PromptTooLong { .. } | Self::CacheTooSmall { .. } | Self::QueueFull { .. } => {
+                Code::ResourceExhausted
+            }
             Self::ShardUnavailable { .. } | Self::ShuttingDown => Code::Unavailable,
             Self::RanksDisagree { .. } => Code::Internal,
             Self::FailedPrecondition(_) => Code::FailedPrecondition,

@@ -70,7 +70,7 @@ pub async fn run(args: GenerateArgs, log: &str) -> Result<()> {
         .await
         .context("cannot open a loopback port")?;
     let addr = listener.local_addr()?;
-    let (router, scheduler) = server::router(cluster)?;
+    let (router, scheduler, abort) = server::router(cluster)?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(router.serve_with_incoming_shutdown(
         TcpListenerStream::new(listener),
@@ -85,6 +85,7 @@ pub async fn run(args: GenerateArgs, log: &str) -> Result<()> {
         r = ask(client, &args, load_ms) => r,
         _ = tokio::signal::ctrl_c() => {
             eprintln!("\ninterrupted; stopping the cluster");
+            let _ = abort.send(());
             Ok(())
         }
     };

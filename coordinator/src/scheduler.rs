@@ -115,6 +115,8 @@ pub struct Scheduler {
     restart_failures: u32,
     /// Told when the group goes down or comes back.
     health: Option<tonic_health::server::HealthReporter>,
+    /// Fired when the drain deadline passes: stop everything now.
+    abort: Option<tokio::sync::oneshot::Receiver<()>>,
     blocks: BlockAllocator,
     tokenizer: Arc<Tokenizer>,
     limits: BatchLimits,
@@ -151,6 +153,7 @@ impl Scheduler {
             restart: None,
             restart_failures: 0,
             health: None,
+            abort: None,
             blocks,
             tokenizer,
             limits,
@@ -170,9 +173,38 @@ impl Scheduler {
         self.health = Some(health);
     }
 
-    /// Runs until every handle is dropped and the work is done, then shuts the group down.
+    /// Stops the scheduler, failing its requests, once `abort` fires.
+    pub fn set_abort(&mut self, abort: tokio::sync::oneshot::Receiver<()>) {
+        self.abort = Some(abort);
+    }
+
+    fn aborted(&mut self) -> bool {
+        matches!(self.abort.as_mut().map(|a| a.try_recv()), Some(Ok(())))
+    }
+
+    /// Fails every request with ShuttingDown.
+    fn fail_all(&mut self) {
+        for r in self.running.drain(..) {
+            let _ = r.events.try_send(Event::Failed(ServeError::ShuttingDown));
+        }
+        for s in self.waiting.drain(..) {
+            let _ = s.events.try_send(Event::Failed(ServeError::ShuttingDown));
+        }
+    }
+
+    /// Runs until every handle is dropped and the work is done (or the abort
+    /// fires), then shuts the group down.
     pub async fn run(mut self) {
         loop {
+            if self.aborted() {
+                tracing::warn!(
+                    running = self.running.len(),
+                    waiting = self.waiting.len(),
+                    "aborting requests still in flight"
+                );
+                self.fail_all();
+                break;
+            }
             if let Some(restart) = self.restart.as_mut() {
                 tokio::select! {
                     s = self.rx.recv() => match s {
@@ -291,15 +323,13 @@ impl Scheduler {
             let _ = s.events.try_send(Event::Failed(err.clone()));
             return;
         }
-        let needed = self
-            .blocks
-            .blocks_for(s.req.prompt.len() + s.req.max_new_tokens);
-        if needed > self.blocks.total_blocks() {
+        let positions = cache_positions(&s.req);
+        let capacity = self.blocks.total_blocks() * self.blocks.block_size();
+        if positions > capacity {
             self.queued.fetch_sub(1, Ordering::SeqCst);
-            let err = ServeError::PromptTooLong {
-                prompt: s.req.prompt.len(),
-                context: self.blocks.total_blocks() * self.blocks.blocks_for(1).max(1),
-                hint: "the request needs more KV cache than the server has; lower max_new_tokens or raise --kv-cache-mib",
+            let err = ServeError::CacheTooSmall {
+                positions,
+                capacity,
             };
             let _ = s.events.try_send(Event::Failed(err));
             return;
@@ -348,7 +378,6 @@ impl Scheduler {
                 break;
             }
             let mut table = Vec::new();
-            // The last sampled token is never fed back, so it needs no slot.
             if !self
                 .blocks
                 .grow(&mut table, prompt + front.req.max_new_tokens - 1)
@@ -374,4 +403,10 @@ impl Scheduler {
         }
         admitted
     }
+}
+
+/// KV cache positions a request can fill: its prompt and every generated
+/// token but the last, which is never fed back.
+fn cache_positions(req: &GenRequest) -> usize {
+    req.prompt.len() + req.max_new_tokens - 1
 }

@@ -2,6 +2,7 @@
 //! over a cluster, with a graceful drain on Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -20,6 +21,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TESSERA_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
+    /// On Ctrl-C or SIGTERM, how long running requests may take to finish
+    /// before they are cancelled, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub drain_timeout_secs: u64,
+
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -31,30 +37,49 @@ pub async fn serve(args: ServeArgs, log: &str) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
     let cluster = cluster::start(&args.cluster, log).await?;
-    let (server, cluster_task) = router(cluster)?;
+    let (server, cluster_task, abort) = router(cluster)?;
     tracing::info!(listen = %local, "serving");
     println!(
         "{}",
         serde_json::json!({ "event": "ready", "listen": local.to_string() })
     );
 
-    server
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal())
-        .await
-        .context("the gRPC server failed")?;
-    tracing::info!("draining");
-    // The server dropped its scheduler handles; the scheduler finishes and stops the shards.
+    let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
+    let server =
+        server.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            shutdown_signal().await;
+            let _ = signalled_tx.send(());
+        });
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => r.context("the gRPC server failed")?,
+        _ = signalled => {
+            let deadline = Duration::from_secs(args.drain_timeout_secs);
+            tracing::info!(deadline_secs = args.drain_timeout_secs, "draining");
+            match tokio::time::timeout(deadline, &mut server).await {
+                Ok(r) => r.context("the gRPC server failed")?,
+                Err(_) => {
+                    tracing::warn!("drain deadline passed; cancelling requests still running");
+                    let _ = abort.send(());
+                }
+            }
+        }
+    }
+    // With the server gone (or the abort sent), the scheduler finishes and stops the shards.
     cluster_task.await.context("the scheduler task failed")?;
     Ok(())
 }
 
-/// The tonic router with every service, and the scheduler's task.
-pub fn router(
-    cluster: Cluster,
-) -> Result<(
+/// What [`router`] returns: the services, the scheduler's task, and the
+/// sender that aborts the scheduler.
+pub type Serving = (
     tonic::transport::server::Router,
     tokio::task::JoinHandle<()>,
-)> {
+    tokio::sync::oneshot::Sender<()>,
+);
+
+/// The tonic router with every service, the scheduler's task, and its abort.
+pub fn router(cluster: Cluster) -> Result<Serving> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tessera_proto::FILE_DESCRIPTOR_SET)
@@ -68,13 +93,15 @@ pub fn router(
         .add_service(GenerationServer::new(service));
     let mut runner = cluster.runner;
     runner.set_health(reporter.clone());
+    let (abort, aborted) = tokio::sync::oneshot::channel();
+    runner.set_abort(aborted);
     let task = tokio::spawn(async move {
         reporter
             .set_serving::<GenerationServer<GenerationService>>()
             .await;
         runner.run().await;
     });
-    Ok((router, task))
+    Ok((router, task, abort))
 }
 
 async fn shutdown_signal() {

@@ -149,6 +149,11 @@ impl BlockAllocator {
         }
     }
 
+    /// Positions per block.
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
     /// Blocks needed to hold `positions` positions.
     pub fn blocks_for(&self, positions: usize) -> usize {
         positions.div_ceil(self.block_size)
