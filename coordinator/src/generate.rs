@@ -168,7 +168,18 @@ async fn ask(mut client: Client, args: &GenerateArgs, load_ms: f64) -> Result<()
     let mut text = String::new();
     let mut first_ms = None;
     let mut finish = pb::FinishReason::Unspecified;
-    while let Some(chunk) = stream.next_chunk().await? {
+    loop {
+        let chunk = match stream.next_chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => {
+                // End the partial answer's line so the error starts on its own.
+                if !g.json && !text.is_empty() {
+                    println!();
+                }
+                return Err(e.into());
+            }
+        };
         if first_ms.is_none() && !chunk.token_ids.is_empty() {
             first_ms = Some(start.elapsed().as_secs_f64() * 1e3);
         }
