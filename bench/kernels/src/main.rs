@@ -24,18 +24,19 @@ const FALLBACK_CACHE_MIB: usize = 8;
 #[command(name = "tessera-kernel-bench", version, about)]
 struct Cli {
     /// Threads in the rayon pool the kernels run on. Bandwidth is measured
-    /// with one thread and, when larger, with this many. Default: 1.
+    /// with one thread and, when larger, with this many.
     #[arg(long, default_value_t = 1)]
     threads: usize,
 
     /// Weight formats: `all`, or a comma-separated list such as
-    /// F32,Q4_1,Q4_K (case and underscores ignored). Default: all.
+    /// F32,Q4_1,Q4_K (case and underscores ignored).
     #[arg(long, default_value = "all")]
     formats: FormatList,
 
     /// Weight shapes as ROWSxCOLS (output x input features), comma-separated.
     /// Formats whose block size does not divide COLS are skipped.
-    /// Default: SmolLM2-135M's FFN and output shapes, and a 7B-sized square.
+    /// The defaults are SmolLM2-135M's FFN and output shapes, and a 7B-sized
+    /// square.
     #[arg(
         long,
         value_delimiter = ',',
@@ -44,43 +45,41 @@ struct Cli {
     shapes: Vec<Shape>,
 
     /// Activation rows per product, comma-separated; 1 is the matrix-vector
-    /// (decode) path. Default: 1,16,128.
+    /// (decode) path.
     #[arg(long = "n", value_delimiter = ',', default_value = "1,16,128")]
     ns: Vec<usize>,
 
     /// Timing budget of each case after its warm-up, in seconds; a slow case
-    /// still takes at least three timed calls. Default: 0.3.
+    /// still takes at least three timed calls.
     #[arg(long, default_value_t = 0.3)]
     seconds_per_case: f64,
 
     /// Attention context lengths (cached positions), comma-separated.
-    /// Default: 128,1024,4096.
     #[arg(long, value_delimiter = ',', default_value = "128,1024,4096")]
     contexts: Vec<usize>,
 
-    /// Attention query heads. Default: 9 (SmolLM2-135M).
+    /// Attention query heads; the default is SmolLM2-135M's.
     #[arg(long, default_value_t = 9)]
     heads: usize,
 
-    /// Attention key/value heads; must divide --heads. Default: 3.
+    /// Attention key/value heads; must divide --heads.
     #[arg(long, default_value_t = 3)]
     kv_heads: usize,
 
-    /// Attention elements per head. Default: 64.
+    /// Attention elements per head.
     #[arg(long, default_value_t = 64)]
     head_dim: usize,
 
     /// Separate layer caches attention cycles through, as a decode step
-    /// visits every layer. Default: 30 (SmolLM2-135M).
+    /// visits every layer; the default is SmolLM2-135M's layer count.
     #[arg(long, default_value_t = 30)]
     layers: usize,
 
     /// Size of the bandwidth test's buffers, in MiB (the copy uses two).
-    /// Default: 256.
     #[arg(long, default_value_t = 256)]
     bandwidth_mib: usize,
 
-    /// Runs of each bandwidth test; the fastest counts. Default: 10.
+    /// Runs of each bandwidth test; the fastest counts.
     #[arg(long, default_value_t = 10)]
     bandwidth_runs: usize,
 
@@ -91,7 +90,7 @@ struct Cli {
     #[arg(long)]
     cache_mib: Option<usize>,
 
-    /// Seed of the random weights, activations and caches. Default: 0.
+    /// Seed of the random weights, activations and caches.
     #[arg(long, default_value_t = 0)]
     seed: u64,
 
