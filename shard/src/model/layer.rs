@@ -155,7 +155,7 @@ impl Layer {
                 let mut scores: Vec<f32> = (0..=pos)
                     .map(|p| {
                         let key = &kv.read(self.index, table, p).0[g * hd..(g + 1) * hd];
-                        qh.iter().zip(key).map(|(a, b)| a * b).sum::<f32>() * scale
+                        ops::dot(qh, key) * scale
                     })
                     .collect();
                 ops::softmax(&mut scores);
