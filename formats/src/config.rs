@@ -143,8 +143,6 @@ impl ModelConfig {
     }
 
     /// Checks the dimensions; the field at fault and why on failure.
-    // TODO(MSRV 1.87): use `is_multiple_of`; the workspace declares 1.85.
-    #[allow(clippy::manual_is_multiple_of)]
     fn validate_dims(&self) -> Result<(), (&'static str, String)> {
         let dims = [
             ("hidden_size", self.hidden_size),
@@ -159,14 +157,14 @@ impl ModelConfig {
         if let Some((field, _)) = dims.iter().find(|(_, v)| *v == 0) {
             return Err((field, "must be greater than zero".into()));
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             let reason = format!(
                 "({}) must divide the number of attention heads ({})",
                 self.num_kv_heads, self.num_heads
             );
             return Err(("num_kv_heads", reason));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err((
                 "head_dim",
                 format!("({}) must be even for RoPE", self.head_dim),

@@ -270,8 +270,6 @@ impl Layout<'_> {
     }
 
     /// Checks a tensor's type, size, alignment and range.
-    // TODO(MSRV 1.87): use `is_multiple_of`; the workspace declares 1.85.
-    #[allow(clippy::manual_is_multiple_of)]
     fn locate(&self, raw: RawTensorInfo) -> Result<GgufTensor, FormatError> {
         let name = &raw.name;
         let dtype =
@@ -281,7 +279,7 @@ impl Layout<'_> {
                 dtype: ggml_type_label(raw.ggml_type),
             })?;
         let size = self.byte_size(name, &raw.dims, dtype)?;
-        if raw.offset % self.alignment != 0 {
+        if !raw.offset.is_multiple_of(self.alignment) {
             return Err(self.malformed(format!(
                 "tensor `{name}` starts at data offset {}, not a multiple of the alignment {}",
                 raw.offset, self.alignment
