@@ -40,13 +40,22 @@ pub struct GenerateRequest {
 }
 
 /// Why generation stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {
     /// `max_new_tokens` were generated.
     Length,
     /// An end-of-sequence token was sampled.
     Eos,
+}
+
+impl FinishReason {
+    /// The name `--json` output uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Length => "length",
+            Self::Eos => "eos",
+        }
+    }
 }
 
 /// A finished generation.

@@ -133,10 +133,7 @@ fn run_generate(cmd: GenerateCmd) -> Result<()> {
             timings: Timings::new(load_ms, out.prefill_ms, out.decode_ms, ids.len()),
             token_ids: ids,
             text,
-            finish_reason: serde_json::to_value(out.finish_reason)?
-                .as_str()
-                .unwrap_or("length")
-                .to_string(),
+            finish_reason: out.finish_reason.as_str().to_string(),
         };
         println!("{}", serde_json::to_string(&result)?);
     } else {
