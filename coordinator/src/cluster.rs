@@ -57,7 +57,7 @@ pub struct ClusterArgs {
     pub max_batch_size: usize,
 
     /// Most prompt tokens prefilled in one step.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 512)]
     pub max_prefill_tokens: usize,
 
     /// Longest one step may take before its shards count as failed, in seconds.
@@ -153,6 +153,9 @@ fn check(args: &ClusterArgs) -> Result<()> {
     if args.max_queue == 0 || args.max_batch_size == 0 || args.max_prefill_tokens == 0 {
         bail!("--max-queue, --max-batch-size and --max-prefill-tokens must be at least 1");
     }
+    if args.step_timeout_secs == 0 {
+        bail!("--step-timeout-secs must be at least 1");
+    }
     if args.threads == Some(0) {
         bail!("--threads must be at least 1");
     }
@@ -170,7 +173,16 @@ fn kv_blocks(files: &ModelFiles, world_size: usize, args: &ClusterArgs) -> Resul
         .max()
         .unwrap_or(1);
     let per_position = 2 * c.num_layers * max_kv_heads * c.head_dim * 4;
-    let blocks = args.kv_cache_mib * (1 << 20) / (per_position * args.kv_block_size);
+    let bytes = args.kv_cache_mib.checked_mul(1 << 20);
+    let block_bytes = per_position.checked_mul(args.kv_block_size);
+    let (Some(bytes), Some(block_bytes)) = (bytes, block_bytes) else {
+        bail!(
+            "--kv-cache-mib {} with --kv-block-size {} is too large to address",
+            args.kv_cache_mib,
+            args.kv_block_size
+        );
+    };
+    let blocks = bytes / block_bytes;
     if blocks == 0 {
         bail!(
             "--kv-cache-mib {} holds no block of {} positions ({} bytes each); raise it",

@@ -10,7 +10,6 @@ use tessera_client::Client;
 use tessera_proto::v1 as pb;
 use tessera_shard::cli::{GenerationArgs, JsonResult, Timings};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::cluster::{self, ClusterArgs};
 use crate::server;
@@ -73,7 +72,7 @@ pub async fn run(args: GenerateArgs, log: &str) -> Result<()> {
     let (router, scheduler, abort) = server::router(cluster)?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(router.serve_with_incoming_shutdown(
-        TcpListenerStream::new(listener),
+        crate::net::incoming(listener),
         async {
             let _ = stop_rx.await;
         },
@@ -175,7 +174,7 @@ async fn ask(mut client: Client, args: &GenerateArgs, load_ms: f64) -> Result<()
             Err(e) => {
                 // End the partial answer's line so the error starts on its own.
                 if !g.json && !text.is_empty() {
-                    println!();
+                    let _ = writeln!(std::io::stdout());
                 }
                 return Err(e.into());
             }
@@ -186,8 +185,9 @@ async fn ask(mut client: Client, args: &GenerateArgs, load_ms: f64) -> Result<()
         ids.extend(&chunk.token_ids);
         text.push_str(&chunk.text);
         if !g.json {
-            print!("{}", chunk.text);
-            std::io::stdout().flush()?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(chunk.text.as_bytes())?;
+            out.flush()?;
         }
         if chunk.finish_reason != 0 {
             finish = pb::FinishReason::try_from(chunk.finish_reason)
@@ -205,9 +205,9 @@ async fn ask(mut client: Client, args: &GenerateArgs, load_ms: f64) -> Result<()
             text,
             finish_reason: finish_name(finish).to_string(),
         };
-        println!("{}", serde_json::to_string(&result)?);
+        writeln!(std::io::stdout(), "{}", serde_json::to_string(&result)?)?;
     } else {
-        println!();
+        writeln!(std::io::stdout())?;
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ mod api;
 mod cluster;
 mod error;
 mod generate;
+mod net;
 mod request;
 mod scheduler;
 mod server;
@@ -43,9 +44,21 @@ async fn main() {
     if matches!(cli.command, Command::Generate(_)) && cli.log == "info" {
         cli.log = "warn".into();
     }
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
+    let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log) {
+        // The tokenizer library traces every character it reads: prompt text.
+        Ok(f) => f.add_directive(
+            "tokenizers=off"
+                .parse()
+                .expect("a constant, valid directive"),
+        ),
+        Err(e) => {
+            eprintln!("error: --log {:?} is not a valid log filter: {e}", cli.log);
+            std::process::exit(2);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let result: Result<()> = match cli.command {

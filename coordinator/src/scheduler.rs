@@ -2,9 +2,10 @@
 //! block allocator and the shard group, and drives the group step by step.
 //!
 //! Each iteration: take new requests, drop those whose client went away,
-//! admit waiting requests while the token budget and free KV blocks allow
-//! (one prefill step for all of them), then run one decode step for the whole
-//! running batch. Requests join and leave between steps. A request reserves
+//! admit waiting requests while the batch and free KV blocks allow, run one
+//! prefill step over prompts not yet fully prefilled (in chunks, within the
+//! token budget, so a long prompt never stalls the batch for long), then one
+//! decode step for every request whose prompt is done. Requests join and leave between steps. A request reserves
 //! KV blocks for its prompt plus `max_new_tokens` at admission, so a running
 //! request never waits for memory and nothing needs preempting.
 //!
@@ -59,7 +60,8 @@ pub struct BatchLimits {
     pub max_queue: usize,
     /// Most sequences in the running batch.
     pub max_batch_size: usize,
-    /// Most prompt tokens prefilled in one step.
+    /// Most prompt tokens prefilled in one step; longer prompts are prefilled
+    /// in chunks over several steps, between decode steps.
     pub max_prefill_tokens: usize,
 }
 
@@ -189,6 +191,7 @@ impl Scheduler {
         }
         for s in self.waiting.drain(..) {
             let _ = s.events.try_send(Event::Failed(ServeError::ShuttingDown));
+            self.queued.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -231,13 +234,9 @@ impl Scheduler {
                 self.enqueue(s);
             }
             self.drop_cancelled().await;
-            let admitted = self.admit();
-            if !admitted.is_empty() {
-                self.prefill(admitted).await;
-            }
-            if !self.running.is_empty() {
-                self.decode().await;
-            }
+            self.admit();
+            self.prefill().await;
+            self.decode().await;
         }
         tracing::info!("scheduler stopped; shutting shards down");
         if let Some(group) = self.group.take() {
@@ -365,43 +364,32 @@ impl Scheduler {
         }
     }
 
-    /// Moves waiting requests into the batch, in order, while they fit.
-    fn admit(&mut self) -> Vec<usize> {
-        let mut admitted = Vec::new();
-        let mut prefill_tokens = 0;
+    /// Moves waiting requests into the batch, in order, while they fit; their
+    /// prompts are prefilled by the next steps.
+    fn admit(&mut self) {
         while let Some(front) = self.waiting.front() {
-            let prompt = front.req.prompt.len();
-            let full = self.running.len() >= self.limits.max_batch_size;
-            let over_budget =
-                !admitted.is_empty() && prefill_tokens + prompt > self.limits.max_prefill_tokens;
-            if full || over_budget {
+            if self.running.len() >= self.limits.max_batch_size {
                 break;
             }
             let mut table = Vec::new();
-            if !self
-                .blocks
-                .grow(&mut table, prompt + front.req.max_new_tokens - 1)
-            {
+            if !self.blocks.grow(&mut table, cache_positions(&front.req)) {
                 break;
             }
             let Some(s) = self.waiting.pop_front() else {
                 break;
             };
             self.queued.fetch_sub(1, Ordering::SeqCst);
-            prefill_tokens += prompt;
             let id = self.next_id;
             self.next_id += 1;
             tracing::debug!(
                 id,
-                prompt_tokens = prompt,
+                prompt_tokens = s.req.prompt.len(),
                 max_new_tokens = s.req.max_new_tokens,
                 "request admitted"
             );
-            admitted.push(self.running.len());
             self.running
                 .push(Running::new(id, s.req, s.events, table, &self.tokenizer));
         }
-        admitted
     }
 }
 

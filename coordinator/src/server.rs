@@ -1,6 +1,7 @@
 //! `tessera serve`: the gRPC server (generation API, health, reflection)
 //! over a cluster, with a graceful drain on Ctrl-C or SIGTERM.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -8,7 +9,6 @@ use anyhow::{Context, Result};
 use clap::Args;
 use tessera_proto::v1::generation_server::GenerationServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::GenerationService;
 use crate::cluster::{self, Cluster, ClusterArgs};
@@ -39,17 +39,15 @@ pub async fn serve(args: ServeArgs, log: &str) -> Result<()> {
     let cluster = cluster::start(&args.cluster, log).await?;
     let (server, cluster_task, abort) = router(cluster)?;
     tracing::info!(listen = %local, "serving");
-    println!(
-        "{}",
-        serde_json::json!({ "event": "ready", "listen": local.to_string() })
-    );
+    // Nobody may be reading stdout; the line is a courtesy, not a requirement.
+    let ready = serde_json::json!({ "event": "ready", "listen": local.to_string() });
+    let _ = writeln!(std::io::stdout(), "{ready}");
 
     let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
-    let server =
-        server.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            shutdown_signal().await;
-            let _ = signalled_tx.send(());
-        });
+    let server = server.serve_with_incoming_shutdown(crate::net::incoming(listener), async move {
+        shutdown_signal().await;
+        let _ = signalled_tx.send(());
+    });
     tokio::pin!(server);
     tokio::select! {
         r = &mut server => r.context("the gRPC server failed")?,

@@ -18,6 +18,11 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::error::ServeError;
 
+/// How long a shard may take to answer a control call other than Join.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a shard may take to load its slice and connect its peers.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// How long a shard may take to start and print its addresses.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -128,7 +133,16 @@ impl ShardGroup {
         kv_num_blocks: usize,
         kv_block_size: usize,
     ) -> anyhow::Result<pb::JoinResponse> {
-        let infos = join_all(self.ranks.iter_mut().map(|c| c.info(pb::InfoRequest {}))).await;
+        let infos = join_all(self.ranks.iter_mut().map(|c| async move {
+            tokio::time::timeout(CALL_TIMEOUT, c.info(pb::InfoRequest {}))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(tonic::Status::deadline_exceeded(
+                        "no answer within 10 s; is it a tessera-shard?",
+                    ))
+                })
+        }))
+        .await;
         let mut peers = Vec::new();
         for (rank, info) in infos.into_iter().enumerate() {
             let info = info.map_err(|e| {
@@ -143,7 +157,7 @@ impl ShardGroup {
         let world_size = self.ranks.len() as u32;
         let model_path = model.to_string_lossy().into_owned();
         let joins = self.ranks.iter_mut().enumerate().map(|(rank, c)| {
-            c.join(pb::JoinRequest {
+            let req = pb::JoinRequest {
                 rank: rank as u32,
                 world_size,
                 model_path: model_path.clone(),
@@ -151,7 +165,16 @@ impl ShardGroup {
                 nccl_unique_id: Vec::new(),
                 kv_num_blocks: kv_num_blocks as u32,
                 kv_block_size: kv_block_size as u32,
-            })
+            };
+            async move {
+                tokio::time::timeout(JOIN_TIMEOUT, c.join(req))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(tonic::Status::deadline_exceeded(
+                            "Join took longer than 10 minutes",
+                        ))
+                    })
+            }
         });
         let mut first = None;
         for (rank, r) in join_all(joins).await.into_iter().enumerate() {

@@ -131,6 +131,8 @@ fn run(
             sampling: req.sampling.clone(),
             top_logprobs: 0,
         }),
+        prompt: true,
+        partial: false,
     };
     let mut tokens = Vec::with_capacity(req.max_new_tokens);
     let mut next = one(cluster.step(vec![first])?)?;
@@ -154,6 +156,8 @@ fn run(
             start_pos: pos,
             blocks: table.clone(),
             new: None,
+            prompt: false,
+            partial: false,
         };
         next = one(cluster.step(vec![step])?)?;
     };

@@ -58,9 +58,21 @@ struct GenerateCmd {
 
 fn main() {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into());
+    let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log) {
+        // The tokenizer library traces every character it reads: prompt text.
+        Ok(f) => f.add_directive(
+            "tokenizers=off"
+                .parse()
+                .expect("a constant, valid directive"),
+        ),
+        Err(e) => {
+            eprintln!("error: --log {:?} is not a valid log filter: {e}", cli.log);
+            std::process::exit(2);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
@@ -135,9 +147,9 @@ fn run_generate(cmd: GenerateCmd) -> Result<()> {
             text,
             finish_reason: out.finish_reason.as_str().to_string(),
         };
-        println!("{}", serde_json::to_string(&result)?);
+        writeln!(std::io::stdout(), "{}", serde_json::to_string(&result)?)?;
     } else {
-        println!();
+        writeln!(std::io::stdout())?;
     }
     Ok(())
 }

@@ -89,6 +89,12 @@ impl Sampler {
         &self.params
     }
 
+    /// Adds prompt tokens that arrive after the sampler was made (a prompt
+    /// prefilled in chunks), so the repetition penalty sees the whole prompt.
+    pub fn extend_prompt(&mut self, tokens: &[u32]) {
+        self.history.extend_prompt(tokens);
+    }
+
     /// Asks for the `n` most likely alternatives with every token; `n` is
     /// capped at [`MAX_TOP_LOGPROBS`], and 0 (the default) turns them off.
     pub fn set_top_logprobs(&mut self, n: usize) {

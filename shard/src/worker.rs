@@ -56,6 +56,10 @@ pub struct StepSeq {
     pub blocks: Vec<u32>,
     /// Present when the sequence starts in this step.
     pub new: Option<NewSeq>,
+    /// `tokens` are prompt tokens (a prefill chunk), not a sampled token.
+    pub prompt: bool,
+    /// More prompt follows in later steps: run the tokens, sample nothing.
+    pub partial: bool,
 }
 
 /// A rank's model, cache and samplers.
@@ -106,7 +110,8 @@ impl Worker {
         self.kv.num_blocks()
     }
 
-    /// Runs one forward pass over `seqs` and samples a token for each.
+    /// Runs one forward pass over `seqs` and samples a token for each that is
+    /// not `partial`, in order.
     ///
     /// New sequences get a sampler first; a sequence that fails validation
     /// fails the whole step before any rank computes (all ranks see the same
@@ -136,10 +141,16 @@ impl Worker {
                     self.samplers.insert(seq.id, sampler);
                     created.push(seq.id);
                 }
-                None if !self.samplers.contains_key(&seq.id) => {
-                    return Err(StepError::UnknownSequence { id: seq.id });
+                None => {
+                    let sampler = self
+                        .samplers
+                        .get_mut(&seq.id)
+                        .ok_or(StepError::UnknownSequence { id: seq.id })?;
+                    // A later chunk of a prompt prefilled in pieces.
+                    if seq.prompt {
+                        sampler.extend_prompt(&seq.tokens);
+                    }
                 }
-                None => {}
             }
         }
 
@@ -158,12 +169,15 @@ impl Worker {
         let vocab = self.model.config.vocab_size;
         let mut out = Vec::with_capacity(seqs.len());
         for (seq, row) in seqs.iter().zip(logits.chunks_exact_mut(vocab)) {
+            self.blocks.insert(seq.id, seq.blocks.len());
+            if seq.partial {
+                continue;
+            }
             let sampler = self
                 .samplers
                 .get_mut(&seq.id)
                 .ok_or(StepError::UnknownSequence { id: seq.id })?;
             out.push(sampler.sample(row));
-            self.blocks.insert(seq.id, seq.blocks.len());
         }
         Ok(out)
     }

@@ -46,6 +46,8 @@ pub struct ServeOptions {
     pub max_queue: Option<usize>,
     /// `--max-batch-size`, when set.
     pub max_batch_size: Option<usize>,
+    /// `--max-prefill-tokens`, when set (small values force chunked prefill).
+    pub max_prefill_tokens: Option<usize>,
 }
 
 impl ServeOptions {
@@ -58,6 +60,7 @@ impl ServeOptions {
             kv_cache_mib: 128,
             max_queue: None,
             max_batch_size: None,
+            max_prefill_tokens: None,
         }
     }
 
@@ -89,6 +92,9 @@ impl ServeOptions {
         }
         if let Some(n) = self.max_batch_size {
             args.extend(["--max-batch-size".to_owned(), n.to_string()]);
+        }
+        if let Some(n) = self.max_prefill_tokens {
+            args.extend(["--max-prefill-tokens".to_owned(), n.to_string()]);
         }
         args
     }

@@ -20,6 +20,8 @@ pub(super) struct Running {
     pub table: BlockTable,
     /// Tokens generated so far.
     pub generated: usize,
+    /// Prompt tokens already prefilled.
+    prefilled: usize,
     /// The last sampled token, fed back at the next decode step.
     last: u32,
     text: TextOutput,
@@ -48,20 +50,29 @@ impl Running {
             events,
             table,
             generated: 0,
+            prefilled: 0,
             last: 0,
             text,
             tokenizer_eos,
         }
     }
 
-    fn prefill_seq(&self) -> shard::PrefillSeq {
+    /// Prompt tokens not yet prefilled.
+    fn prompt_left(&self) -> usize {
+        self.req.prompt.len() - self.prefilled
+    }
+
+    /// The next `len` prompt tokens as a prefill chunk.
+    fn prefill_chunk(&self, len: usize) -> shard::PrefillSeq {
         let s = &self.req.sampling;
+        let end = self.prefilled + len;
         shard::PrefillSeq {
             id: self.id,
-            tokens: self.req.prompt.clone(),
-            start_pos: 0,
+            tokens: self.req.prompt[self.prefilled..end].to_vec(),
+            start_pos: self.prefilled as u32,
             blocks: self.table.clone(),
-            sampling: Some(shard::Sampling {
+            partial: end < self.req.prompt.len(),
+            sampling: (self.prefilled == 0).then(|| shard::Sampling {
                 temperature: s.temperature,
                 top_k: s.top_k as u32,
                 top_p: s.top_p,
@@ -73,6 +84,11 @@ impl Running {
                 top_logprobs: self.req.logprobs.unwrap_or(0),
             }),
         }
+    }
+
+    /// Whether the prompt is done and a token awaits feeding back.
+    fn decoding(&self) -> bool {
+        self.generated > 0
     }
 
     fn decode_seq(&self) -> shard::DecodeSeq {
@@ -161,14 +177,38 @@ impl Running {
 }
 
 impl Scheduler {
-    /// Prefills the requests at `admitted` (indices into `running`).
-    pub(super) async fn prefill(&mut self, admitted: Vec<usize>) {
+    /// Prefills the next chunk of every prompt not yet done, in admission
+    /// order, within the step's token budget.
+    pub(super) async fn prefill(&mut self) {
+        let mut budget = self.limits.max_prefill_tokens;
+        let mut chunks = Vec::new();
+        for (i, r) in self.running.iter().enumerate() {
+            if budget == 0 {
+                break;
+            }
+            let len = r.prompt_left().min(budget);
+            if len > 0 {
+                budget -= len;
+                chunks.push((i, r.prefill_chunk(len)));
+            }
+        }
+        if chunks.is_empty() {
+            return;
+        }
         self.step += 1;
-        let seqs = admitted
+        tracing::debug!(
+            step = self.step,
+            seqs = chunks.len(),
+            tokens = self.limits.max_prefill_tokens - budget,
+            "prefill"
+        );
+        let all: Vec<usize> = chunks.iter().map(|(i, _)| *i).collect();
+        let sampling: Vec<usize> = chunks
             .iter()
-            .map(|&i| self.running[i].prefill_seq())
+            .filter(|(_, c)| !c.partial)
+            .map(|(i, _)| *i)
             .collect();
-        tracing::debug!(step = self.step, seqs = admitted.len(), "prefill");
+        let seqs = chunks.iter().map(|(_, c)| c.clone()).collect();
         let Some(group) = self.group.as_mut() else {
             return self.fail(down(), None).await;
         };
@@ -179,16 +219,29 @@ impl Scheduler {
             })
             .await
         {
-            Ok(tokens) => self.apply(&admitted, &tokens).await,
-            Err(e) => self.fail(e, Some(&admitted)).await,
+            Ok(tokens) => {
+                for (i, c) in &chunks {
+                    self.running[*i].prefilled += c.tokens.len();
+                }
+                self.apply(&sampling, &tokens).await
+            }
+            Err(e) => self.fail(e, Some(&all)).await,
         }
     }
 
-    /// Runs one decode step over the whole running batch.
+    /// Runs one decode step over every request whose prompt is done.
     pub(super) async fn decode(&mut self) {
+        let which: Vec<usize> = (0..self.running.len())
+            .filter(|&i| self.running[i].decoding())
+            .collect();
+        if which.is_empty() {
+            return;
+        }
         self.step += 1;
-        let seqs = self.running.iter().map(Running::decode_seq).collect();
-        let all: Vec<usize> = (0..self.running.len()).collect();
+        let seqs = which
+            .iter()
+            .map(|&i| self.running[i].decode_seq())
+            .collect();
         let Some(group) = self.group.as_mut() else {
             return self.fail(down(), None).await;
         };
@@ -199,7 +252,7 @@ impl Scheduler {
             })
             .await
         {
-            Ok(tokens) => self.apply(&all, &tokens).await,
+            Ok(tokens) => self.apply(&which, &tokens).await,
             Err(e) => self.fail(e, None).await,
         }
     }
@@ -256,8 +309,9 @@ impl Scheduler {
         if !matches!(err, ServeError::InvalidArgument(_)) {
             for s in self.waiting.drain(..) {
                 let _ = s.events.try_send(Event::Failed(err.clone()));
+                self.queued
+                    .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             }
-            self.queued.store(0, std::sync::atomic::Ordering::SeqCst);
             self.failed = Some(err);
         }
         self.remove(victims).await;

@@ -31,6 +31,11 @@ impl TokenHistory {
         }
     }
 
+    /// Adds more prompt tokens (a prompt prefilled in chunks).
+    pub(super) fn extend_prompt(&mut self, tokens: &[u32]) {
+        self.seen.extend(tokens.iter().copied());
+    }
+
     /// Records a token the sampler has just produced.
     pub(super) fn record_output(&mut self, token: u32) {
         self.seen.insert(token);

@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use std::io::Write;
 use tessera_proto::shard::v1::shard_server::ShardServer;
+
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::collective::tcp::TcpGroup;
 use service::ShardService;
@@ -73,10 +74,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if args.exit_with_stdin {
         tokio::spawn(watch_stdin(shutdown_tx));
     }
-    println!(
-        "{}",
-        serde_json::json!({ "event": "ready", "listen": listen.to_string(), "collective": collective_addr.to_string() })
-    );
+    let ready = serde_json::json!({ "event": "ready", "listen": listen.to_string(), "collective": collective_addr.to_string() });
+    // The coordinator that started this shard reads this line; others may not read at all.
+    let _ = writeln!(std::io::stdout(), "{ready}");
     tracing::info!(%listen, collective = %collective_addr, threads, "shard started");
 
     let stop = async move {
@@ -87,12 +87,26 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     };
     tonic::transport::Server::builder()
         .add_service(ShardServer::new(service).max_decoding_message_size(64 << 20))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+        .serve_with_incoming_shutdown(incoming(listener), stop)
         .await
         .context("the shard's gRPC server failed")?;
     tracing::info!("shard stopped");
     // Rank threads may be blocked in a collective with a dead peer; do not wait for them.
     std::process::exit(0);
+}
+
+/// Connections accepted on `listener`, with Nagle's algorithm off: steps are
+/// small request/response pairs on the critical path of every token.
+fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(c) = &conn {
+            let _ = c.set_nodelay(true);
+        }
+        conn
+    })
 }
 
 /// Fires `shutdown` once standard input reaches end of file.

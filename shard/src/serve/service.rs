@@ -245,15 +245,19 @@ impl Shard for ShardService {
             .into_iter()
             .map(|s| {
                 let (sampling, top_logprobs) = sampling(s.sampling);
+                // A sequence starts with its first chunk; later chunks continue it.
+                let new = (s.start_pos == 0).then_some(NewSeq {
+                    sampling,
+                    top_logprobs,
+                });
                 StepSeq {
                     id: s.id,
                     tokens: s.tokens,
                     start_pos: s.start_pos as usize,
                     blocks: s.blocks,
-                    new: Some(NewSeq {
-                        sampling,
-                        top_logprobs,
-                    }),
+                    new,
+                    prompt: true,
+                    partial: s.partial,
                 }
             })
             .collect::<Vec<_>>();
@@ -274,6 +278,8 @@ impl Shard for ShardService {
                 start_pos: s.pos as usize,
                 blocks: s.blocks,
                 new: None,
+                prompt: false,
+                partial: false,
             })
             .collect::<Vec<_>>();
         self.step(seqs, r.step).await
