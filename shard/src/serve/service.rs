@@ -9,7 +9,7 @@ use tessera_proto::shard::v1::shard_server::Shard;
 use tonic::{Request, Response, Status};
 
 use super::rank::{self, Command, JoinSpec, Joined};
-use crate::collective::tcp::TcpListenerHandle;
+use crate::collective::tcp::{TcpGroup, TcpListenerHandle};
 use crate::model::ModelError;
 use crate::sampling::{Sampled, SamplingParams};
 use crate::worker::{NewSeq, StepError, StepSeq};
@@ -50,6 +50,20 @@ impl ShardService {
             connect_timeout,
             shutdown,
         }
+    }
+
+    /// After a failed Join, binds the collective port again (same address,
+    /// so Info stays right) so that a later Join can succeed.
+    fn rearm(&self) -> Result<(), Status> {
+        let listener = TcpGroup::bind(&self.collective_addr).map_err(|e| {
+            Status::failed_precondition(format!("cannot bind the collective port again after a failed Join ({e}); restart this shard"))
+        })?;
+        *self
+            .phase
+            .lock()
+            .map_err(|_| Status::internal("shard state lock poisoned"))? =
+            Phase::Idle(Some(listener));
+        Ok(())
     }
 
     fn commands(&self) -> Result<mpsc::Sender<Command>, Status> {
@@ -219,7 +233,13 @@ impl Shard for ShardService {
         let started = tokio::task::spawn_blocking(move || rank::start(spec, listener))
             .await
             .map_err(|e| Status::internal(format!("join task failed: {e}")))?;
-        let (commands, joined): (_, Joined) = started.map_err(Status::failed_precondition)?;
+        let (commands, joined): (_, Joined) = match started {
+            Ok(ok) => ok,
+            Err(reason) => {
+                self.rearm()?;
+                return Err(Status::failed_precondition(reason));
+            }
+        };
         *self
             .phase
             .lock()
