@@ -26,7 +26,7 @@ pub enum ClientError {
     InvalidApiKey,
 
     /// No connection to the server could be made.
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}")]
     Connect {
         /// The address that was dialled.
         addr: String,
