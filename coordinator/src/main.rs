@@ -44,23 +44,10 @@ async fn main() {
     if matches!(cli.command, Command::Generate(_)) && cli.log == "info" {
         cli.log = "warn".into();
     }
-    let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log) {
-        // The tokenizer library traces every character it reads: prompt text.
-        Ok(f) => f.add_directive(
-            "tokenizers=off"
-                .parse()
-                .expect("a constant, valid directive"),
-        ),
-        Err(e) => {
-            eprintln!("error: --log {:?} is not a valid log filter: {e}", cli.log);
-            std::process::exit(2);
-        }
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(e) = tessera_shard::cli::init_logging(&cli.log) {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
     let result: Result<()> = match cli.command {
         Command::Serve(args) => server::serve(args, &cli.log).await,
         Command::Generate(args) => generate::run(args, &cli.log).await,

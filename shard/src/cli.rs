@@ -114,3 +114,22 @@ impl Timings {
         }
     }
 }
+
+/// Sends logs to stderr with `filter` (tracing's syntax), colour only on a
+/// terminal. The tokenizer library is always silenced: at trace level it logs
+/// every character it reads, which is prompt text.
+pub fn init_logging(filter: &str) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| format!("--log {filter:?} is not a valid log filter: {e}"))?
+        .add_directive(
+            "tokenizers=off"
+                .parse()
+                .expect("a constant, valid directive"),
+        );
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    Ok(())
+}

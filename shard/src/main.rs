@@ -58,23 +58,10 @@ struct GenerateCmd {
 
 fn main() {
     let cli = Cli::parse();
-    let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log) {
-        // The tokenizer library traces every character it reads: prompt text.
-        Ok(f) => f.add_directive(
-            "tokenizers=off"
-                .parse()
-                .expect("a constant, valid directive"),
-        ),
-        Err(e) => {
-            eprintln!("error: --log {:?} is not a valid log filter: {e}", cli.log);
-            std::process::exit(2);
-        }
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(e) = tessera_shard::cli::init_logging(&cli.log) {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
     let result = match cli.command {
         Command::Generate(cmd) => run_generate(cmd),
         Command::Serve(args) => serve(args),
