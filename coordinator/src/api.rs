@@ -46,10 +46,10 @@ impl GenerationService {
         }
     }
 
+    /// Tokenizes `text`. A multi-megabyte prompt takes a while, so the
+    /// runtime moves its other tasks off this thread meanwhile.
     fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, ServeError> {
-        self.meta
-            .tokenizer
-            .encode(text, add_special)
+        tokio::task::block_in_place(|| self.meta.tokenizer.encode(text, add_special))
             .map_err(|e| invalid(format!("cannot tokenize the prompt: {e}")))
     }
 
