@@ -24,6 +24,10 @@ pub struct ModelMeta {
     pub tokenizer: Arc<Tokenizer>,
     pub chat_template: Option<ChatTemplate>,
     pub world_size: usize,
+    /// Special-token texts (`<|im_end|>`, …) that chat messages may not
+    /// contain: they would tokenize to real control tokens and let a message
+    /// forge turns of the conversation.
+    pub control_texts: Vec<String>,
 }
 
 /// The public API, backed by the scheduler.
@@ -76,6 +80,17 @@ impl GenerationService {
         }
         let mut turns = Vec::with_capacity(messages.len());
         for m in messages {
+            if let Some(t) = self
+                .meta
+                .control_texts
+                .iter()
+                .find(|t| m.content.contains(t.as_str()))
+            {
+                return Err(invalid(format!(
+                    "a {} message contains the model's control token {t:?}, which would forge a turn of the conversation; remove it",
+                    m.role
+                )));
+            }
             if !matches!(m.role.as_str(), "system" | "user" | "assistant") {
                 return Err(invalid(format!(
                     "message role must be system, user or assistant, got {:?}",

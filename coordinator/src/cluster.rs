@@ -132,6 +132,7 @@ pub async fn start(args: &ClusterArgs, log: &str) -> Result<Cluster> {
     let meta = ModelMeta {
         name,
         config: files.config,
+        control_texts: tokenizer.special_token_texts(),
         tokenizer,
         chat_template: files.chat_template,
         world_size,

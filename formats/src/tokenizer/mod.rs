@@ -151,6 +151,18 @@ impl Tokenizer {
         self.added.get(&id).copied().unwrap_or(false)
     }
 
+    /// The texts of every special (control) token, e.g. `<|im_start|>`.
+    pub fn special_token_texts(&self) -> Vec<String> {
+        let mut texts: Vec<String> = self
+            .added
+            .iter()
+            .filter(|(_, &special)| special)
+            .filter_map(|(&id, _)| self.inner.id_to_token(id))
+            .collect();
+        texts.sort();
+        texts
+    }
+
     /// The id of the token whose string is exactly `text` (a vocabulary
     /// piece such as `Ġthe`, or a special token such as `<|im_end|>`).
     pub fn token_id(&self, text: &str) -> Option<u32> {
