@@ -132,20 +132,9 @@ async fn ask(mut client: Client, args: &GenerateArgs, load_ms: f64) -> Result<()
     });
     let start = Instant::now();
     let mut stream = if g.chat {
-        let mut messages = Vec::new();
-        if let Some(system) = &g.system {
-            messages.push(pb::ChatMessage {
-                role: "system".into(),
-                content: system.clone(),
-            });
-        }
-        messages.push(pb::ChatMessage {
-            role: "user".into(),
-            content: args.prompt.clone(),
-        });
         client
             .chat_stream(pb::ChatRequest {
-                messages,
+                messages: messages(args),
                 sampling,
                 stopping,
                 logprobs: None,
@@ -212,21 +201,24 @@ async fn ask(mut client: Client, args: &GenerateArgs, load_ms: f64) -> Result<()
     Ok(())
 }
 
+/// The conversation `--chat` sends: an optional system turn, then the prompt.
+fn messages(args: &GenerateArgs) -> Vec<pb::ChatMessage> {
+    let system = args.gen.system.iter().map(|s| ("system", s));
+    system
+        .chain([("user", &args.prompt)])
+        .map(|(role, content)| pb::ChatMessage {
+            role: role.into(),
+            content: content.clone(),
+        })
+        .collect()
+}
+
 /// The prompt's ids as the server tokenizes them.
 async fn prompt_ids(client: &mut Client, args: &GenerateArgs) -> Result<Vec<u32>> {
     let input = if args.gen.chat {
-        let mut messages = Vec::new();
-        if let Some(system) = &args.gen.system {
-            messages.push(pb::ChatMessage {
-                role: "system".into(),
-                content: system.clone(),
-            });
-        }
-        messages.push(pb::ChatMessage {
-            role: "user".into(),
-            content: args.prompt.clone(),
-        });
-        pb::tokenize_request::Input::Chat(pb::ChatMessages { messages })
+        pb::tokenize_request::Input::Chat(pb::ChatMessages {
+            messages: messages(args),
+        })
     } else {
         pb::tokenize_request::Input::Text(args.prompt.clone())
     };

@@ -387,8 +387,7 @@ impl Scheduler {
                 max_new_tokens = s.req.max_new_tokens,
                 "request admitted"
             );
-            self.running
-                .push(Running::new(id, s.req, s.events, table, &self.tokenizer));
+            self.running.push(Running::new(id, s.req, s.events, table));
         }
     }
 }

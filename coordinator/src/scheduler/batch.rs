@@ -25,7 +25,6 @@ pub(super) struct Running {
     /// The last sampled token, fed back at the next decode step.
     last: u32,
     text: TextOutput,
-    tokenizer_eos: Vec<u32>,
 }
 
 /// What happened to a request after one token.
@@ -35,15 +34,8 @@ enum Outcome {
 }
 
 impl Running {
-    pub fn new(
-        id: u64,
-        req: GenRequest,
-        events: mpsc::Sender<Event>,
-        table: BlockTable,
-        tokenizer: &Tokenizer,
-    ) -> Self {
+    pub fn new(id: u64, req: GenRequest, events: mpsc::Sender<Event>, table: BlockTable) -> Self {
         let text = TextOutput::new(req.stop.clone());
-        let tokenizer_eos = tokenizer.eos_ids().to_vec();
         Self {
             id,
             req,
@@ -53,7 +45,6 @@ impl Running {
             prefilled: 0,
             last: 0,
             text,
-            tokenizer_eos,
         }
     }
 
@@ -110,7 +101,7 @@ impl Running {
         let logprobs = self.logprobs(sampled);
 
         let end_token = self.req.stop_token_ids.contains(&token)
-            || (!self.req.ignore_eos && self.tokenizer_eos.contains(&token));
+            || (!self.req.ignore_eos && tokenizer.eos_ids().contains(&token));
         let (text, finish) = if end_token {
             let reason = if self.req.stop_token_ids.contains(&token) {
                 api::FinishReason::Stop

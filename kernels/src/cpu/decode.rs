@@ -58,9 +58,7 @@ pub(super) struct F32;
 impl Codec<32, 128> for F32 {
     #[inline(always)]
     fn decode(b: &[u8; 128], y: &mut [f32; 32]) {
-        for (yj, c) in y.iter_mut().zip(b.chunks_exact(4)) {
-            *yj = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        }
+        Self::decode_tail(b, y);
     }
 
     #[inline(always)]
